@@ -1,0 +1,25 @@
+# Copyright (C) 2026 anomalib-gaussft developers
+# SPDX-License-Identifier: Apache-2.0
+
+"""anomalib-gaussft: GaussFT, transfer-learning Gaussian anomaly detection by fine-tuning representations.
+
+An anomalib model plugin implementing Rippel, Chavan, Lei, Merhof, "Transfer Learning Gaussian Anomaly Detection by
+Fine-tuning Representations" (IMPROVE 2022, arXiv:2108.04116): a multivariate Gaussian is induced for the normal
+class in the features of an ImageNet-pretrained CNN, the CNN is fine-tuned with the Mahalanobis distance of normal
+images to it, and pseudo-anomalies detect the onset of catastrophic forgetting.
+
+Installing the package registers ``GaussFT`` with anomalib, so ``anomalib train --model GaussFT`` works.
+
+Example:
+    >>> from anomalib.data import MVTecAD
+    >>> from anomalib.engine import Engine
+    >>> from anomalib_gaussft import GaussFT
+    >>> model = GaussFT(backbone="tf_efficientnet_lite0", image_size=(224, 224))  # doctest: +SKIP
+    >>> Engine(max_epochs=10).train(model, datamodule=MVTecAD(category="bottle"))  # doctest: +SKIP
+"""
+
+from anomalib_gaussft.callbacks import ForgettingDetection
+from anomalib_gaussft.lightning_model import GaussFT
+
+__all__ = ["ForgettingDetection", "GaussFT"]
+__version__ = "0.1.0"

