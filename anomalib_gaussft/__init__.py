@@ -18,8 +18,31 @@ Example:
     >>> Engine(max_epochs=10).train(model, datamodule=MVTecAD(category="bottle"))  # doctest: +SKIP
 """
 
-from anomalib_gaussft.callbacks import ForgettingDetection
-from anomalib_gaussft.lightning_model import GaussFT
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from anomalib_gaussft.callbacks import ForgettingDetection
+    from anomalib_gaussft.lightning_model import GaussFT
 
 __all__ = ["ForgettingDetection", "GaussFT"]
 __version__ = "0.1.0"
+
+# The two public classes are imported on first access (PEP 562), so that light modules such as
+# `anomalib_gaussft.gaussian` or `anomalib_gaussft.demo_data` do not pull in anomalib and Lightning.
+_LAZY = {"GaussFT": "anomalib_gaussft.lightning_model", "ForgettingDetection": "anomalib_gaussft.callbacks"}
+
+
+def __getattr__(name: str) -> Any:  # noqa: ANN401
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    msg = f"module 'anomalib_gaussft' has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
