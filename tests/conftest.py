@@ -1,0 +1,36 @@
+# Copyright (C) 2026 anomalib-gaussft developers
+# SPDX-License-Identifier: Apache-2.0
+
+"""Shared fixtures: a small generated MVTec-layout dataset and tiny, randomly initialised models."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tests never reach a hub
+os.environ.setdefault("TRUST_REMOTE_CODE", "1")
+
+TINY_BACKBONE = "tf_efficientnet_lite0"  # randomly initialised in tests where the weights don't matter
+TINY_SIZE = (64, 64)
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small demo dataset (two categories, 64 px) generated once per test session."""
+    from anomalib_gaussft.demo_data import generate_demo_dataset
+
+    root = tmp_path_factory.mktemp("demo")
+    return generate_demo_dataset(root, ["brick", "coffee"], image_size=64, n_train=24, n_test_good=6, n_test_defect=3)
+
+
+@pytest.fixture
+def tiny_model_kwargs() -> dict:
+    """Constructor arguments for a fast GaussFT: tiny input, random weights, few levels."""
+    return {
+        "backbone": TINY_BACKBONE,
+        "pretrained": False,
+        "image_size": TINY_SIZE,
+        "layers": ["blocks.2", "blocks.4", "head"],
+        "map_layers": ["blocks.2", "blocks.4"],
+    }
