@@ -41,6 +41,7 @@ from anomalib.post_processing import PostProcessor
 from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
 from lightning.pytorch import Callback
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import nn
 from torchvision.transforms.v2 import Compose, Normalize, Resize
@@ -247,7 +248,8 @@ class GaussFT(AnomalibModule):
         """Re-estimate the Gaussian from the weights that the last training epoch produced."""
         if self.trainer.sanity_checking:
             return
-        if self.trainer.training or (not self.model.is_fitted and self.trainer.train_dataloader is not None):
+        fitting = self.trainer.state.fn == TrainerFn.FITTING
+        if fitting or (not self.model.is_fitted and self.trainer.train_dataloader is not None):
             self._refit_if_stale()
 
     # ------------------------------------------------------------------ steps

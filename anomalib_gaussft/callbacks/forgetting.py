@@ -35,6 +35,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F  # noqa: N812
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.trainer.states import TrainerFn
 
 from anomalib_gaussft.callbacks.augmentations import PSEUDO_ANOMALIES, build_pseudo_anomalies
 
@@ -209,7 +210,7 @@ class ForgettingDetection(Callback):
     # ------------------------------------------------------------------ hooks
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Score the pseudo-anomalies with the re-estimated model and log the AUROCs."""
-        if not self.enabled or trainer.sanity_checking or not trainer.training or self._normal is None:
+        if not self.enabled or trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING or self._normal is None:
             return
         metrics = self.evaluate(pl_module)
         for name, value in metrics.items():
@@ -219,7 +220,7 @@ class ForgettingDetection(Callback):
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Decide once the epoch's metrics and thresholds are final: keep the best state, stop on forgetting."""
-        if not self.enabled or trainer.sanity_checking or not trainer.training or self._last_epoch is None:
+        if not self.enabled or trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING or self._last_epoch is None:
             return
         if self._last_epoch != trainer.current_epoch:  # no new score this epoch
             return
