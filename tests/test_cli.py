@@ -1,0 +1,88 @@
+# Copyright (C) 2026 anomalib-gaussft developers
+# SPDX-License-Identifier: Apache-2.0
+
+"""The real ``anomalib`` console script with GaussFT: registration by bare name, YAML configs, a full train."""
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
+
+
+def _run(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def test_registration_hook_is_light_and_registers_on_anomalib_import(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "assert 'torch' not in sys.modules, 'the .pth hook imported torch at interpreter start'\n"
+        "assert any(type(f).__name__ == '_AnomalibModelsFinder' for f in sys.meta_path), 'hook not installed'\n"
+        "import anomalib.models as models\n"
+        "from anomalib.models import get_model\n"
+        "model = get_model('GaussFT', backbone='resnet18', pretrained=False, image_size=(64, 64))\n"
+        "print(type(model).__module__, type(model).__name__, 'GaussFT' in models.__all__)\n"
+    )
+    result = _run([sys.executable, "-c", code], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "anomalib_gaussft.lightning_model GaussFT True"
+
+
+def test_bare_name_and_dotted_class_path_resolve_in_the_cli(tmp_path: Path) -> None:
+    """`--model GaussFT` and `--model anomalib_gaussft.GaussFT` both resolve (fails if the bare name stops resolving)."""
+    base = ["train", "--data", "anomalib.data.MVTecAD", "--print_config"]
+    for name in ("GaussFT", "anomalib_gaussft.GaussFT"):
+        result = _run([str(BIN / "anomalib"), *base, "--model", name, "--model.backbone", "resnet18"], tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "class_path: anomalib_gaussft.GaussFT" in result.stdout
+        assert "backbone: resnet18" in result.stdout
+
+
+@pytest.mark.slow
+def test_anomalib_train_with_yaml_config_reports_metrics_and_loss_falls(demo_root: Path, tmp_path: Path) -> None:
+    config = tmp_path / "gaussft.yaml"
+    config.write_text(
+        "model:\n"
+        "  class_path: GaussFT\n"
+        "  init_args:\n"
+        "    backbone: tf_efficientnet_lite0\n"
+        "    pretrained: false\n"
+        "    image_size: [64, 64]\n"
+        "    layers: [blocks.2, blocks.4, head]\n"
+        "    lr: 0.001\n"
+        "    forgetting_detection:\n"
+        "      class_path: anomalib_gaussft.callbacks.ForgettingDetection\n"
+        "      init_args: {augmentations: [cutpaste, mixup], min_holdout: 4}\n"
+    )
+    logs = tmp_path / "logs"
+    args = [
+        str(BIN / "anomalib"), "train", "--config", str(config),
+        "--data", "anomalib.data.MVTecAD", "--data.root", str(demo_root), "--data.category", "brick",
+        "--data.num_workers", "0", "--data.train_batch_size", "8", "--data.eval_batch_size", "8",
+        "--data.val_split_mode", "synthetic", "--data.val_split_ratio", "0.2",
+        "--trainer.max_epochs", "2", "--trainer.accelerator", "cpu",
+        "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(logs),
+        "--trainer.logger.name", "gaussft", "--trainer.logger.version", "0",
+        "--seed_everything", "0", "--default_root_dir", str(tmp_path / "results"),
+    ]  # fmt: skip
+    result = _run(args, tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    assert "image_AUROC" in result.stdout
+    assert "pixel_AUROC" in result.stdout
+    with (logs / "gaussft" / "version_0" / "metrics.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    losses = [float(row["train_loss"]) for row in rows if row["train_loss"]]
+    assert len(losses) == 2
+    assert losses[1] < losses[0], f"training loss did not fall: {losses}"
+    tested = [row for row in rows if row["image_AUROC"]]
+    assert 0 <= float(tested[-1]["image_AUROC"]) <= 1
+    assert 0 <= float(tested[-1]["pixel_AUROC"]) <= 1
+    pseudo = [float(row["val_pseudo_AUROC"]) for row in rows if row.get("val_pseudo_AUROC")]
+    assert len(pseudo) == 2, "forgetting detection did not log its pseudo-AUROC each epoch"
+    assert list((tmp_path / "results").rglob("images/**/*.png")), "anomalib's visualizer wrote no pictures"
