@@ -81,6 +81,9 @@ class GaussFT(AnomalibModule):
         sigma: Smoothing of the anomaly map in input pixels.
         forgetting_detection: Add the :class:`~anomalib_gaussft.callbacks.ForgettingDetection` callback with its
             defaults (``True``), not at all (``False``), or pass a configured instance.
+        pretrained_epoch: Make the first epoch score the pretrained network without optimiser steps, so that
+            validation and forgetting detection see the fixed-feature starting point (Rippel et al. 2020) and can
+            restore it if fine-tuning only forgets. Fine-tuning then runs for ``max_epochs - 1`` epochs.
         pre_processor: Pre-processor, or ``True`` for a resize to ``image_size`` and the backbone's normalisation.
         post_processor: Post-processor, or ``True`` for anomalib's default.
         evaluator: Evaluator, or ``True`` for anomalib's default test metrics (image/pixel AUROC and F1).
@@ -108,6 +111,7 @@ class GaussFT(AnomalibModule):
         image_score: str = "global",
         sigma: float = 4.0,
         forgetting_detection: bool | Callback = True,
+        pretrained_epoch: bool = True,
         pre_processor: nn.Module | bool = True,
         post_processor: nn.Module | bool = True,
         evaluator: Evaluator | bool = True,
@@ -154,6 +158,7 @@ class GaussFT(AnomalibModule):
         self.lr = lr
         self.weight_decay = weight_decay
         self.forgetting_detection = forgetting_detection
+        self.pretrained_epoch = pretrained_epoch
         self.loss = MahalanobisLoss()
         self._fitted_at_step: int | None = None
 
@@ -254,12 +259,18 @@ class GaussFT(AnomalibModule):
 
     # ------------------------------------------------------------------ steps
     def training_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
-        """Mahalanobis loss of the batch's normal images to the current Gaussians (fixed features: no-op)."""
+        """Mahalanobis loss of the batch's normal images to the current Gaussians.
+
+        With fixed features nothing is trained; in the pretrained epoch the loss is only logged (no optimiser step).
+        Those steps return a zero loss instead of ``None`` (DDP needs every rank to reduce gradients in every step);
+        :meth:`optimizer_step` drops its gradients, so the weights and the optimiser state stay as they are.
+        """
         del args, kwargs
         if not self.fine_tune:
-            return None
-        pooled = self.model(batch.image)
-        loss = self.loss(pooled, self.model.gaussians)
+            return self._zero_loss()
+        scoring_only = self.pretrained_epoch and self.current_epoch == 0
+        with torch.set_grad_enabled(not scoring_only):
+            loss = self.loss(self.model(batch.image), self.model.gaussians)
         if not torch.isfinite(loss):
             msg = (
                 f"GaussFT's training loss became {loss.item()} at step {self.global_step}: lower `lr`, or train in "
@@ -267,7 +278,24 @@ class GaussFT(AnomalibModule):
             )
             raise FloatingPointError(msg)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch.image.shape[0])
-        return loss
+        return self._zero_loss() if scoring_only else loss
+
+    def _zero_loss(self) -> torch.Tensor:
+        """Zero, with a (zero) gradient for every trainable parameter, as DDP's gradient reduction requires."""
+        return torch.stack([p.sum() for p in self.parameters() if p.requires_grad]).sum() * 0.0
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
+        """Step the optimiser; in steps that only score, drop the zero gradients first (no update, no Adam state)."""
+        if optimizer_closure is not None and (not self.fine_tune or (self.pretrained_epoch and epoch == 0)):
+            closure = optimizer_closure
+
+            def drop_gradients() -> Any:
+                loss = closure()  # forward and backward: under DDP every rank takes part in the reduction
+                self.zero_grad(set_to_none=True)
+                return loss
+
+            optimizer_closure = drop_gradients
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
 
     def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
         """Score a validation batch (thresholds and normalisation are fitted on these outputs)."""

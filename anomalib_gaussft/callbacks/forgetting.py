@@ -45,13 +45,14 @@ __all__ = ["ForgettingDetection", "rank_auroc"]
 
 
 def rank_auroc(normal_scores: torch.Tensor, anomalous_scores: torch.Tensor) -> float:
-    """AUROC as the Mann-Whitney probability that an anomalous score exceeds a normal one (ties count half).
+    """AUROC from ranks: the probability that an anomalous score exceeds a normal one (ties count half).
 
-    Rank-based, so unbounded scores are fine (no sigmoid squashing as in torchmetrics' BinaryAUROC on logits).
+    Computed with the Mann-Whitney U statistic over tie-averaged ranks in ``O(n log n)``, in float64, so unbounded
+    scores are fine (no sigmoid squashing as in torchmetrics' BinaryAUROC on logits) and millions of pixels too.
 
     Args:
-        normal_scores: Scores of normal samples, shape ``(n,)``.
-        anomalous_scores: Scores of anomalous samples, shape ``(m,)``.
+        normal_scores: Scores of normal samples (any shape, flattened).
+        anomalous_scores: Scores of anomalous samples (any shape, flattened).
 
     Returns:
         The AUROC in ``[0, 1]``.
@@ -60,13 +61,19 @@ def rank_auroc(normal_scores: torch.Tensor, anomalous_scores: torch.Tensor) -> f
         >>> rank_auroc(torch.tensor([0.0, 1.0]), torch.tensor([2.0, 1.0]))
         0.875
     """
-    if normal_scores.numel() == 0 or anomalous_scores.numel() == 0:
+    normal = normal_scores.detach().double().flatten().cpu()
+    anomalous = anomalous_scores.detach().double().flatten().cpu()
+    n_normal, n_anomalous = normal.numel(), anomalous.numel()
+    if n_normal == 0 or n_anomalous == 0:
         msg = "AUROC needs at least one normal and one anomalous score."
         raise ValueError(msg)
-    normal = normal_scores.detach().double().flatten()[None, :]
-    anomalous = anomalous_scores.detach().double().flatten()[:, None]
-    wins = (anomalous > normal).double() + 0.5 * (anomalous == normal).double()
-    return float(wins.mean())
+    scores = torch.cat([normal, anomalous])
+    _, inverse, counts = torch.unique(scores, sorted=True, return_inverse=True, return_counts=True)
+    last_rank = torch.cumsum(counts, dim=0).double()  # 1-based rank of the last element of each tie group
+    average_rank = last_rank - (counts.double() - 1) / 2
+    rank_sum = average_rank[inverse[n_normal:]].sum()
+    u_statistic = rank_sum - n_anomalous * (n_anomalous + 1) / 2
+    return float(u_statistic / (n_normal * n_anomalous))
 
 
 class ForgettingDetection(Callback):
@@ -86,6 +93,7 @@ class ForgettingDetection(Callback):
 
     Attributes:
         history: Overall pseudo-AUROC of every validation epoch, in order.
+        per_augmentation_history: Pseudo-AUROC of every validation epoch for each augmentation alone.
         best_score: Best overall pseudo-AUROC so far.
         best_epoch: Epoch of ``best_score`` (the latest one among ties).
         stopped_epoch: Epoch at which forgetting was detected, or ``None``.
@@ -124,6 +132,7 @@ class ForgettingDetection(Callback):
         self.batch_size = batch_size
 
         self.history: list[float] = []
+        self.per_augmentation_history: dict[str, list[float]] = {name: [] for name in self.augmentations}
         self.best_score = float("-inf")
         self.best_epoch: int | None = None
         self.stopped_epoch: int | None = None
@@ -216,6 +225,8 @@ class ForgettingDetection(Callback):
         for name, value in metrics.items():
             pl_module.log(name, value, prog_bar=name == self.monitor, logger=True)
         self.history.append(metrics[self.monitor])
+        for name, values in self.per_augmentation_history.items():
+            values.append(metrics[f"{self.monitor}_{name}"])
         self._last_epoch = trainer.current_epoch
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -275,6 +286,7 @@ class ForgettingDetection(Callback):
         """Callback state for checkpoints; the best weights are included only when they differ from the model's."""
         state: dict[str, Any] = {
             "history": list(self.history),
+            "per_augmentation_history": {name: list(values) for name, values in self.per_augmentation_history.items()},
             "best_score": self.best_score,
             "best_epoch": self.best_epoch,
             "stopped_epoch": self.stopped_epoch,
@@ -288,6 +300,7 @@ class ForgettingDetection(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the callback state from a checkpoint."""
         self.history = list(state_dict["history"])
+        self.per_augmentation_history.update(state_dict.get("per_augmentation_history", {}))
         self.best_score = state_dict["best_score"]
         self.best_epoch = state_dict["best_epoch"]
         self.stopped_epoch = state_dict["stopped_epoch"]
