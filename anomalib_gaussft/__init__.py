@@ -35,7 +35,7 @@ __version__ = "0.1.0"
 _LAZY = {"GaussFT": "anomalib_gaussft.lightning_model", "ForgettingDetection": "anomalib_gaussft.callbacks"}
 
 
-def __getattr__(name: str) -> Any:  # noqa: ANN401
+def __getattr__(name: str) -> Any:
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value

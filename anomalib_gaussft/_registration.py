@@ -45,7 +45,7 @@ def register(models_module: ModuleType) -> None:
 def _report(exc: BaseException) -> None:
     logger.debug("anomalib-gaussft registration failed", exc_info=exc)
     if os.environ.get("ANOMALIB_GAUSSFT_DEBUG"):
-        print(f"anomalib-gaussft: registration failed: {exc!r}", file=sys.stderr)  # noqa: T201
+        print(f"anomalib-gaussft: registration failed: {exc!r}", file=sys.stderr)
 
 
 class _RegisteringLoader(importlib.abc.Loader):
@@ -61,7 +61,7 @@ class _RegisteringLoader(importlib.abc.Loader):
         self._loader.exec_module(module)  # failures of anomalib itself propagate unchanged
         try:
             register(module)
-        except Exception as exc:  # noqa: BLE001 - a plugin must never break the host
+        except Exception as exc:
             _report(exc)
 
     def __getattr__(self, name: str) -> object:  # e.g. get_resource_reader, is_package
@@ -71,7 +71,9 @@ class _RegisteringLoader(importlib.abc.Loader):
 class _AnomalibModelsFinder(importlib.abc.MetaPathFinder):
     """A meta path finder that only reacts to ``anomalib.models`` and delegates the search itself."""
 
-    def find_spec(self, fullname: str, path: object = None, target: object = None) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(
+        self, fullname: str, path: object = None, target: object = None
+    ) -> importlib.machinery.ModuleSpec | None:
         if fullname != TARGET_MODULE:
             return None
         try:
@@ -82,7 +84,7 @@ class _AnomalibModelsFinder(importlib.abc.MetaPathFinder):
                 if spec is not None and spec.loader is not None:
                     spec.loader = _RegisteringLoader(spec.loader)
                     return spec
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             _report(exc)
         return None
 
@@ -97,5 +99,5 @@ def install() -> None:
             return
         if not any(isinstance(finder, _AnomalibModelsFinder) for finder in sys.meta_path):
             sys.meta_path.insert(0, _AnomalibModelsFinder())
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         _report(exc)

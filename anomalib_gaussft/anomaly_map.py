@@ -53,7 +53,11 @@ class AnomalyMapGenerator(nn.Module):
         super().__init__()
         self.sigma = sigma
         kernel_size = 2 * int(4.0 * sigma + 0.5) + 1
-        self.blur = GaussianBlur2d(kernel_size=(kernel_size, kernel_size), sigma=(sigma, sigma), channels=1) if sigma > 0 else None
+        self.blur = (
+            GaussianBlur2d(kernel_size=(kernel_size, kernel_size), sigma=(sigma, sigma), channels=1)
+            if sigma > 0
+            else None
+        )
 
     def forward(self, local_scores: torch.Tensor, image_size: tuple[int, int] | torch.Size) -> torch.Tensor:
         """Return the anomaly map ``(N, 1, H, W)`` at ``image_size`` from local scores ``(N, 1, h, w)``."""

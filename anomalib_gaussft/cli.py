@@ -25,7 +25,10 @@ __all__ = ["main"]
 
 # subcommand -> (module with add_arguments/run, help)
 SUBCOMMANDS = {
-    "demo-data": ("anomalib_gaussft.demo_data", "Write the MVTec-layout demo dataset made from scikit-image's CC0 images."),
+    "demo-data": (
+        "anomalib_gaussft.demo_data",
+        "Write the MVTec-layout demo dataset made from scikit-image's CC0 images.",
+    ),
     "weights": ("anomalib_gaussft.weights", "Offline pretrained weights: list them, import them into the hub cache."),
     "demo": ("anomalib_gaussft.demo", "The main job: demo data, GaussFT training, test, pictures, export, table."),
     "benchmark": ("anomalib_gaussft.benchmark", "GaussFT vs PaDiM vs PatchCore on the same data and backbone."),
@@ -54,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit status.
     """
     args = build_parser().parse_args(argv)
-    return int(args._run(args) or 0)  # noqa: SLF001
+    return int(args._run(args) or 0)
 
 
 if __name__ == "__main__":

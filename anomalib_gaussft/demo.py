@@ -117,7 +117,7 @@ def train_category(
     ]  # fmt: skip
     environment = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
     start = time.perf_counter()
-    completed = subprocess.run(command, env=environment, check=False)  # noqa: S603 - our own arguments
+    completed = subprocess.run(command, env=environment, check=False)
     seconds = time.perf_counter() - start
     if completed.returncode != 0:
         msg = f"`anomalib train` failed for category {category!r} (exit status {completed.returncode}); see above."
@@ -212,12 +212,12 @@ def run(args: argparse.Namespace) -> int:
     from anomalib_gaussft.demo_data import generate_demo_dataset
 
     start = time.perf_counter()
-    print(f"[1/4] Writing the demo dataset to {args.root} ...", flush=True)  # noqa: T201
+    print(f"[1/4] Writing the demo dataset to {args.root} ...", flush=True)
     root = generate_demo_dataset(args.root, args.categories, seed=args.seed).resolve()
     output = args.output.resolve()
     results = []
     for index, category in enumerate(args.categories, start=1):
-        print(f"[2/4] ({index}/{len(args.categories)}) anomalib train --model GaussFT on {category!r} ...", flush=True)  # noqa: T201
+        print(f"[2/4] ({index}/{len(args.categories)}) anomalib train --model GaussFT on {category!r} ...", flush=True)
         results.append(
             train_category(
                 root, category, output, backbone=args.backbone, image_size=args.image_size, epochs=args.epochs,
@@ -225,17 +225,17 @@ def run(args: argparse.Namespace) -> int:
             )
         )  # fmt: skip
     if not args.no_export:
-        print("[3/4] Exporting to OpenVINO ...", flush=True)  # noqa: T201
+        print("[3/4] Exporting to OpenVINO ...", flush=True)
         for result in results:
             if result.checkpoint is not None:
                 result.export_dir = export_openvino(result.checkpoint, output / "export" / result.category)
     table = format_table(results)
     (output / "results.md").write_text(table + "\n")
-    print("[4/4] Done in {:.0f} s. Results (also in {}):\n".format(time.perf_counter() - start, output / "results.md"))  # noqa: T201
-    print(table)  # noqa: T201
+    print("[4/4] Done in {:.0f} s. Results (also in {}):\n".format(time.perf_counter() - start, output / "results.md"))
+    print(table)
     exports = [str(r.export_dir) for r in results if r.export_dir is not None]
     if exports:
-        print("\nOpenVINO models: " + ", ".join(exports))  # noqa: T201
+        print("\nOpenVINO models: " + ", ".join(exports))
     return 0
 
 

@@ -122,7 +122,9 @@ class FeatureExtractor(nn.Module):
         requested = list(levels if layers is None else layers)
         unknown = [name for name in requested if name not in levels]
         if unknown or not requested:
-            msg = f"Unknown feature level(s) {unknown} for backbone {backbone!r} (setting `layers`). Available: {levels}."
+            msg = (
+                f"Unknown feature level(s) {unknown} for backbone {backbone!r} (setting `layers`). Available: {levels}."
+            )
             raise ValueError(msg)
         self.layers = sorted(set(requested), key=levels.index)
         self._efficientnet = _is_efficientnet_like(model)

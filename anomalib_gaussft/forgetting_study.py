@@ -74,7 +74,7 @@ def _tracker_class() -> type:
             self.pixel_auroc: list[float] = []
 
         @torch.no_grad()
-        def on_validation_epoch_end(self, trainer, pl_module) -> None:  # noqa: ANN001
+        def on_validation_epoch_end(self, trainer, pl_module) -> None:
             if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
                 return
             model = pl_module.model
@@ -133,13 +133,15 @@ def study_category(root: Path, category: str, epochs: int, lr: float, image_size
     n_epochs = len(tracker.image_auroc)
     per_augmentation = {name: [] for name in detector.augmentation_names}
     for epoch in range(n_epochs):
-        rows.append({
-            "category": category,
-            "epoch": epoch,
-            "val_pseudo_AUROC": detector.history[epoch],
-            "test_image_AUROC": tracker.image_auroc[epoch],
-            "test_pixel_AUROC": tracker.pixel_auroc[epoch],
-        })
+        rows.append(
+            {
+                "category": category,
+                "epoch": epoch,
+                "val_pseudo_AUROC": detector.history[epoch],
+                "test_image_AUROC": tracker.image_auroc[epoch],
+                "test_pixel_AUROC": tracker.pixel_auroc[epoch],
+            }
+        )
     for name in per_augmentation:
         per_augmentation[name] = detector.per_augmentation_history[name][:n_epochs]
         for epoch, value in enumerate(per_augmentation[name]):
@@ -194,7 +196,9 @@ def _write_outputs(results: dict[str, dict], output: Path, patience: int, comman
     ]
     for row in table:
         cells = [f"{row[c][0]:.3f} / {row[c][1]:.3f} ({row[c][2]})" for c in categories]
-        lines.append(f"| {row['rule']} | " + " | ".join(cells) + f" | {row['mean_image']:.3f} | {row['mean_pixel']:.3f} |")
+        lines.append(
+            f"| {row['rule']} | " + " | ".join(cells) + f" | {row['mean_image']:.3f} | {row['mean_pixel']:.3f} |"
+        )
     (output / "ablation.md").write_text("\n".join(lines) + "\n")
     figure, axes = plt.subplots(1, len(categories), figsize=(4.5 * len(categories), 3.6), squeeze=False)
     for axis, (category, result) in zip(axes[0], results.items(), strict=True):
@@ -218,7 +222,9 @@ def _write_outputs(results: dict[str, dict], output: Path, patience: int, comman
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m anomalib_gaussft.forgetting_study``."""
-    parser = argparse.ArgumentParser(prog="python -m anomalib_gaussft.forgetting_study", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m anomalib_gaussft.forgetting_study", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--root", type=Path, default=Path("datasets/demo"))
     parser.add_argument("--categories", nargs="+", default=["brick", "coffee", "cat"])
     parser.add_argument("--epochs", type=int, default=10)
@@ -234,9 +240,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = generate_demo_dataset(args.root, args.categories, seed=args.seed)
     results = {}
     for category in args.categories:
-        results[category] = study_category(root, category, args.epochs, args.lr, args.image_size, args.seed, args.output)
-        _write_outputs(results, args.output, args.patience, "python -m anomalib_gaussft.forgetting_study " + " ".join(argv or []))
-    print((args.output / "ablation.md").read_text())  # noqa: T201
+        results[category] = study_category(
+            root, category, args.epochs, args.lr, args.image_size, args.seed, args.output
+        )
+        _write_outputs(
+            results, args.output, args.patience, "python -m anomalib_gaussft.forgetting_study " + " ".join(argv or [])
+        )
+    print((args.output / "ablation.md").read_text())
     return 0
 
 

@@ -346,4 +346,5 @@ class MultivariateGaussian(nn.Module):
         return self(features.permute(0, 2, 3, 1)).unsqueeze(1)
 
     def extra_repr(self) -> str:
+        """Dimension shown in the module's repr."""
         return f"dim={self.dim}"

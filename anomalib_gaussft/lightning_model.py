@@ -183,7 +183,7 @@ class GaussFT(AnomalibModule):
         return PreProcessor(transform=Compose([Resize(image_size, antialias=True), Normalize(mean=mean, std=std)]))
 
     def configure_callbacks(self) -> Sequence[Callback] | Callback:
-        """anomalib's component callbacks plus forgetting detection (unless disabled)."""
+        """Anomalib's component callbacks plus forgetting detection (unless disabled)."""
         callbacks = list(super().configure_callbacks())
         if self.fine_tune and self.forgetting_detection is not False:
             if isinstance(self.forgetting_detection, Callback):
@@ -201,7 +201,7 @@ class GaussFT(AnomalibModule):
         return torch.optim.Adam(self.model.feature_extractor.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
     # ------------------------------------------------------------------ fitting the Gaussians
-    def fit_gaussians(self, dataloader: Any = None) -> None:  # noqa: ANN401
+    def fit_gaussians(self, dataloader: Any = None) -> None:
         """Estimate every Gaussian from the current network on the training set (one no-grad pass).
 
         The images go through the pre-processor's transform (Lightning's hooks are not called for this loop).
@@ -350,5 +350,5 @@ class GaussFT(AnomalibModule):
 
     @staticmethod
     def configure_post_processor() -> PostProcessor:
-        """anomalib's default post-processor (thresholds and min-max normalisation fitted on validation)."""
+        """Anomalib's default post-processor (thresholds and min-max normalisation fitted on validation)."""
         return PostProcessor()

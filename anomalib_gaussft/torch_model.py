@@ -99,7 +99,9 @@ class GaussFTModel(nn.Module):
         )
         channels = dict(zip(self.feature_extractor.layers, self.feature_extractor.channels, strict=True))
         strides = dict(zip(self.feature_extractor.layers, self.feature_extractor.strides, strict=True))
-        self.map_layers = sorted(self.map_layers, key=lambda name: (strides[name], self.feature_extractor.layers.index(name)))
+        self.map_layers = sorted(
+            self.map_layers, key=lambda name: (strides[name], self.feature_extractor.layers.index(name))
+        )
         self.gaussians = nn.ModuleList(MultivariateGaussian(channels[name]) for name in self.layers)
         self.local_gaussian = MultivariateGaussian(sum(channels[name] for name in self.map_layers))
         self.anomaly_map_generator = AnomalyMapGenerator(sigma=sigma)
@@ -114,7 +116,7 @@ class GaussFTModel(nn.Module):
         super().train(mode)
         if mode and self.freeze_batchnorm:
             for module in self.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):  # noqa: SLF001
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.train(False)
         return self
 
@@ -158,4 +160,3 @@ class GaussFTModel(nn.Module):
         """Fit every estimator and store the Gaussians in the buffers."""
         for gaussian, estimator in zip([*self.gaussians, self.local_gaussian], estimators, strict=True):
             gaussian.load_fit(estimator.fit())
-

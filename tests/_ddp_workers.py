@@ -10,7 +10,7 @@ import torch.distributed as dist
 from anomalib_gaussft.gaussian import StreamingGaussianEstimator
 
 
-def gaussian_shard_worker(rank: int, world_size: int, port: int, data: np.ndarray, queue) -> None:  # noqa: ANN001
+def gaussian_shard_worker(rank: int, world_size: int, port: int, data: np.ndarray, queue) -> None:
     """Estimate the Gaussian of this rank's shard, all-reduce the moments, and report the fit."""
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
     try:

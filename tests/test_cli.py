@@ -35,7 +35,7 @@ def test_registration_hook_is_light_and_registers_on_anomalib_import(tmp_path: P
 
 
 def test_bare_name_and_dotted_class_path_resolve_in_the_cli(tmp_path: Path) -> None:
-    """`--model GaussFT` and `--model anomalib_gaussft.GaussFT` both resolve (fails if the bare name stops resolving)."""
+    """`--model GaussFT` and `--model anomalib_gaussft.GaussFT` resolve (fails if the bare name stops resolving)."""
     base = ["train", "--data", "anomalib.data.MVTecAD", "--print_config"]
     for name in ("GaussFT", "anomalib_gaussft.GaussFT"):
         result = _run([str(BIN / "anomalib"), *base, "--model", name, "--model.backbone", "resnet18"], tmp_path)

@@ -55,23 +55,41 @@ class _ScoreRecorder(Callback):
         self.images = images
         self.scores: dict[int, torch.Tensor] = {}
 
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:  # noqa: ANN001
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking:
             return
         self.scores[trainer.current_epoch] = _raw_scores(pl_module, self.images)
         pl_module.train()
 
 
-def test_stops_on_forgetting_and_restores_exactly_the_best_epoch(demo_root: Path, tmp_path: Path, tiny_model_kwargs: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stops_on_forgetting_and_restores_exactly_the_best_epoch(
+    demo_root: Path, tmp_path: Path, tiny_model_kwargs: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A scripted pseudo-AUROC curve (best at epoch 1, then falling) must stop at epoch 3 and restore epoch 1."""
     torch.manual_seed(0)
     detector = ForgettingDetection(augmentations=["cutpaste", "mixup"], patience=2, min_holdout=4)
     curve = iter([0.70, 0.90, 0.80, 0.60, 0.95, 0.95])
-    monkeypatch.setattr(detector, "evaluate", lambda pl_module: {"val_pseudo_AUROC": next(curve), "val_pseudo_AUROC_cutpaste": 0.5, "val_pseudo_AUROC_mixup": 0.5})
+    monkeypatch.setattr(
+        detector,
+        "evaluate",
+        lambda pl_module: {
+            "val_pseudo_AUROC": next(curve),
+            "val_pseudo_AUROC_cutpaste": 0.5,
+            "val_pseudo_AUROC_mixup": 0.5,
+        },
+    )
     images = torch.rand(4, 3, 64, 64)
     recorder = _ScoreRecorder(images)
     model = GaussFT(**{**tiny_model_kwargs, "lr": 1e-2}, forgetting_detection=detector)
-    datamodule = MVTecAD(root=demo_root, category="brick", train_batch_size=8, eval_batch_size=8, num_workers=0, val_split_mode="synthetic", val_split_ratio=0.2)
+    datamodule = MVTecAD(
+        root=demo_root,
+        category="brick",
+        train_batch_size=8,
+        eval_batch_size=8,
+        num_workers=0,
+        val_split_mode="synthetic",
+        val_split_ratio=0.2,
+    )
     engine = Engine(max_epochs=6, default_root_dir=tmp_path, accelerator="cpu", logger=False, callbacks=[recorder])
     engine.fit(model, datamodule=datamodule)
     assert detector.stopped_epoch == 3
@@ -84,21 +102,35 @@ def test_stops_on_forgetting_and_restores_exactly_the_best_epoch(demo_root: Path
     torch.testing.assert_close(_raw_scores(reloaded, images), recorder.scores[1], rtol=0, atol=0)
 
 
-def test_holdout_is_removed_from_training_and_pseudo_anomalies_are_fixed(demo_root: Path, tmp_path: Path, tiny_model_kwargs: dict) -> None:
+def test_holdout_is_removed_from_training_and_pseudo_anomalies_are_fixed(
+    demo_root: Path, tmp_path: Path, tiny_model_kwargs: dict
+) -> None:
     detector = ForgettingDetection(augmentations=["cutmix", "cutpaste_scar"], min_holdout=4, seed=3)
     model = GaussFT(**tiny_model_kwargs, forgetting_detection=detector)
-    datamodule = MVTecAD(root=demo_root, category="coffee", train_batch_size=8, eval_batch_size=8, num_workers=0, val_split_mode="synthetic", val_split_ratio=0.2)
+    datamodule = MVTecAD(
+        root=demo_root,
+        category="coffee",
+        train_batch_size=8,
+        eval_batch_size=8,
+        num_workers=0,
+        val_split_mode="synthetic",
+        val_split_ratio=0.2,
+    )
     engine = Engine(max_epochs=2, default_root_dir=tmp_path, accelerator="cpu", logger=False)
     engine.fit(model, datamodule=datamodule)
-    n_train = len(datamodule.train_data)
-    assert detector._normal is not None and detector._normal.shape[0] == 4  # noqa: SLF001
-    held_out = {Path(p).name for p in datamodule.train_data.samples.image_path}
-    assert len(held_out) == n_train
-    assert len(detector.history) == 2 and all(0.0 <= value <= 1.0 for value in detector.history)
+    training = {str(path) for path in datamodule.train_data.samples.image_path}
+    assert len(detector.holdout_paths) == 4
+    assert not training & set(detector.holdout_paths), "held-out images are still in the training set"
+    assert len(training) + 4 + len(datamodule.val_data.samples.query("label_index == 0")) >= 24 - 1
+    assert len(detector.history) == 2
+    assert all(0.0 <= value <= 1.0 for value in detector.history)
     assert set(detector.per_augmentation_history) == {"cutmix", "cutpaste_scar"}
     again = ForgettingDetection(augmentations=["cutmix", "cutpaste_scar"], min_holdout=4, seed=3)
-    again._normal = detector._normal  # noqa: SLF001 - same hold-out images, same seed -> same pseudo-anomalies
-    assert torch.equal(detector.evaluate(model)["val_pseudo_AUROC"] * torch.ones(1), detector.evaluate(model)["val_pseudo_AUROC"] * torch.ones(1))
+    again._normal = detector._normal
+    again._make_pseudo_anomalies()
+    for name, images in detector._pseudo.items():
+        assert torch.equal(images, again._pseudo[name])
+        assert not torch.equal(images, detector._normal)
 
 
 def test_works_with_anomalib_stfpm(demo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -114,9 +146,23 @@ def test_works_with_anomalib_stfpm(demo_root: Path, tmp_path: Path, monkeypatch:
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     detector = ForgettingDetection(augmentations=["cutpaste"], min_holdout=4, patience=1)
-    model = Stfpm(backbone="tf_efficientnet_lite0", layers=["blocks.1", "blocks.2"], pre_processor=Stfpm.configure_pre_processor((64, 64)))
-    datamodule = MVTecAD(root=demo_root, category="brick", train_batch_size=8, eval_batch_size=8, num_workers=0, val_split_mode="synthetic", val_split_ratio=0.2)
-    engine = Engine(max_epochs=2, default_root_dir=tmp_path / "run", accelerator="cpu", logger=False, callbacks=[detector])
+    model = Stfpm(
+        backbone="tf_efficientnet_lite0",
+        layers=["blocks.1", "blocks.2"],
+        pre_processor=Stfpm.configure_pre_processor((64, 64)),
+    )
+    datamodule = MVTecAD(
+        root=demo_root,
+        category="brick",
+        train_batch_size=8,
+        eval_batch_size=8,
+        num_workers=0,
+        val_split_mode="synthetic",
+        val_split_ratio=0.2,
+    )
+    engine = Engine(
+        max_epochs=2, default_root_dir=tmp_path / "run", accelerator="cpu", logger=False, callbacks=[detector]
+    )
     engine.fit(model, datamodule=datamodule)
     assert len(detector.history) == engine.trainer.current_epoch
     assert all(0.0 <= value <= 1.0 for value in detector.history)

@@ -6,12 +6,11 @@
 import numpy as np
 import pytest
 import torch
+from _ddp_workers import gaussian_shard_worker
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.distance import mahalanobis
 from sklearn.covariance import LedoitWolf
-
-from _ddp_workers import gaussian_shard_worker
 
 from anomalib_gaussft.gaussian import MultivariateGaussian, StreamingGaussianEstimator, mahalanobis_distance
 
@@ -34,14 +33,18 @@ def test_ledoit_wolf_matches_sklearn(n: int, p: int, scale: float, offset: float
     covariance, shrinkage = _estimate(data).ledoit_wolf()
     reference = LedoitWolf().fit(data)
     np.testing.assert_allclose(float(shrinkage), reference.shrinkage_, rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(covariance.numpy(), reference.covariance_, rtol=1e-6, atol=1e-6 * np.abs(reference.covariance_).max())
+    np.testing.assert_allclose(
+        covariance.numpy(), reference.covariance_, rtol=1e-6, atol=1e-6 * np.abs(reference.covariance_).max()
+    )
 
 
 def test_mean_and_empirical_covariance_match_numpy() -> None:
     data = np.random.default_rng(0).normal(size=(300, 12)) * 3 + 7
     estimator = _estimate(data, chunks=11)
     np.testing.assert_allclose(estimator.mean().numpy(), data.mean(axis=0), rtol=1e-10)
-    np.testing.assert_allclose(estimator.covariance().numpy(), np.cov(data, rowvar=False, bias=True), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        estimator.covariance().numpy(), np.cov(data, rowvar=False, bias=True), rtol=1e-9, atol=1e-12
+    )
     assert estimator.n_samples == 300
 
 
@@ -119,14 +122,18 @@ def test_all_reduce_across_two_gloo_processes_equals_single_fit() -> None:
     log_scale=st.floats(min_value=-4, max_value=4),
     seed=st.integers(min_value=0, max_value=2**16),
 )
-def test_property_matches_sklearn_on_random_and_rank_deficient_data(n: int, p: int, rank: int, log_scale: float, seed: int) -> None:
+def test_property_matches_sklearn_on_random_and_rank_deficient_data(
+    n: int, p: int, rank: int, log_scale: float, seed: int
+) -> None:
     rng = np.random.default_rng(seed)
     rank = min(rank, p)
     data = rng.normal(size=(n, rank)) @ rng.normal(size=(rank, p)) * 10**log_scale + rng.normal() * 10**log_scale
     estimator = _estimate(data, chunks=3)
     covariance, _ = estimator.ledoit_wolf()
     reference = LedoitWolf().fit(data).covariance_
-    np.testing.assert_allclose(covariance.numpy(), reference, rtol=1e-6, atol=1e-6 * max(np.abs(reference).max(), 1e-300))
+    np.testing.assert_allclose(
+        covariance.numpy(), reference, rtol=1e-6, atol=1e-6 * max(np.abs(reference).max(), 1e-300)
+    )
     fit = estimator.fit()
     assert torch.isfinite(fit.whitening).all()
     distances = mahalanobis_distance(torch.from_numpy(data), fit.mean, fit.whitening)

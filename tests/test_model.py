@@ -26,7 +26,10 @@ def _fitted_gaussian(dim: int, seed: int = 0) -> MultivariateGaussian:
 
 def test_loss_gradient_is_analytic_and_flows_only_into_features() -> None:
     gaussians = [_fitted_gaussian(4, 0), _fitted_gaussian(3, 1)]
-    features = [torch.randn(5, 4, dtype=torch.float64, requires_grad=True), torch.randn(5, 3, dtype=torch.float64, requires_grad=True)]
+    features = [
+        torch.randn(5, 4, dtype=torch.float64, requires_grad=True),
+        torch.randn(5, 3, dtype=torch.float64, requires_grad=True),
+    ]
     loss = MahalanobisLoss()(features, gaussians)
     loss.backward()
     for x, gaussian in zip(features, gaussians, strict=True):
@@ -37,7 +40,9 @@ def test_loss_gradient_is_analytic_and_flows_only_into_features() -> None:
         torch.testing.assert_close(x.grad, expected)
         assert not gaussian.mean.requires_grad
         assert gaussian.mean.grad is None
-    assert torch.autograd.gradcheck(lambda a: MahalanobisLoss()([a], gaussians[:1]), (torch.randn(3, 4, dtype=torch.float64, requires_grad=True),))
+    assert torch.autograd.gradcheck(
+        lambda a: MahalanobisLoss()([a], gaussians[:1]), (torch.randn(3, 4, dtype=torch.float64, requires_grad=True),)
+    )
 
 
 def test_loss_rejects_mismatched_levels() -> None:
@@ -47,7 +52,9 @@ def test_loss_rejects_mismatched_levels() -> None:
 
 @pytest.mark.parametrize("freeze", [True, False])
 def test_batchnorm_statistics_frozen_by_default(freeze: bool) -> None:
-    model = GaussFTModel("tf_efficientnet_lite0", layers=["blocks.1"], map_layers=["blocks.1"], pretrained=False, freeze_batchnorm=freeze)
+    model = GaussFTModel(
+        "tf_efficientnet_lite0", layers=["blocks.1"], map_layers=["blocks.1"], pretrained=False, freeze_batchnorm=freeze
+    )
     model.train()
     before = model.feature_extractor.bn1.running_mean.clone()
     model(torch.rand(4, 3, 32, 32) * 5)
@@ -65,7 +72,7 @@ def test_clear_errors_for_bad_settings() -> None:
         GaussFTModel("resnet18", pretrained=False, image_score="max")
 
 
-def test_missing_weights_fall_back_or_raise(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
+def test_missing_weights_fall_back_or_raise(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     with pytest.warns(UserWarning, match="Falling back to 'tf_efficientnet_lite0'"):
@@ -87,7 +94,7 @@ def test_unfitted_model_refuses_to_predict(tiny_model_kwargs: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def trained(demo_root, tmp_path_factory) -> tuple:  # noqa: ANN001
+def trained(demo_root, tmp_path_factory) -> tuple:
     """GaussFT fine-tuned for 2 epochs on the small demo data, with its engine and datamodule."""
     torch.manual_seed(0)
     model = GaussFT(
@@ -143,8 +150,10 @@ def test_eval_forward_is_exportable_with_dynamic_batch(trained: tuple) -> None:
         torch.testing.assert_close(actual.anomaly_map, expected.anomaly_map, rtol=1e-5, atol=1e-5)
 
 
-def test_fixed_features_mode_fits_in_one_epoch(demo_root, tmp_path) -> None:  # noqa: ANN001
-    model = GaussFT(backbone="resnet18", pretrained=False, image_size=(64, 64), fine_tune=False, layers=["layer2", "layer3"])
+def test_fixed_features_mode_fits_in_one_epoch(demo_root, tmp_path) -> None:
+    model = GaussFT(
+        backbone="resnet18", pretrained=False, image_size=(64, 64), fine_tune=False, layers=["layer2", "layer3"]
+    )
     datamodule = MVTecAD(root=demo_root, category="coffee", train_batch_size=8, eval_batch_size=8, num_workers=0)
     engine = Engine(default_root_dir=tmp_path, accelerator="cpu", logger=False)
     metrics = engine.train(model, datamodule=datamodule)[0]

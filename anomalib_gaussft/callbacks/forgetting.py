@@ -97,6 +97,7 @@ class ForgettingDetection(Callback):
         best_score: Best overall pseudo-AUROC so far.
         best_epoch: Epoch of ``best_score`` (the latest one among ties).
         stopped_epoch: Epoch at which forgetting was detected, or ``None``.
+        holdout_paths: Image files held out of the training set for validation.
     """
 
     monitor = "val_pseudo_AUROC"
@@ -142,6 +143,7 @@ class ForgettingDetection(Callback):
         self._restored = False
         self._normal: torch.Tensor | None = None
         self._pseudo: dict[str, torch.Tensor] = {}
+        self.holdout_paths: list[str] = []
         self.enabled = True
 
     # ------------------------------------------------------------------ data
@@ -170,20 +172,29 @@ class ForgettingDetection(Callback):
         size = tuple(pl_module.input_size) if getattr(pl_module, "input_size", None) else None
         images = [dataset[index].image for index in holdout]
         size = size or tuple(images[0].shape[-2:])
-        self._normal = torch.stack([
-            F.interpolate(image[None, :3].float(), size=size, mode="bilinear", antialias=True, align_corners=False)[0]
-            for image in images
-        ]).clamp(0, 1)
+        self._normal = torch.stack(
+            [
+                F.interpolate(image[None, :3].float(), size=size, mode="bilinear", antialias=True, align_corners=False)[
+                    0
+                ]
+                for image in images
+            ]
+        ).clamp(0, 1)
+        self.holdout_paths = [str(path) for path in dataset.samples.image_path.iloc[holdout]]
         dataset.subsample(keep, inplace=True)
-        for index, (name, augmentation) in enumerate(self.augmentations.items()):
-            augmentation_generator = torch.Generator().manual_seed(self.seed * 1000 + index + 1)
-            self._pseudo[name], _ = augmentation(self._normal, augmentation_generator)
+        self._make_pseudo_anomalies()
         logger.info(
             "ForgettingDetection: held out %d of %d training images; pseudo-anomalies: %s.",
             n_holdout,
             n_total,
             ", ".join(self._pseudo),
         )
+
+    def _make_pseudo_anomalies(self) -> None:
+        """Make every pseudo-anomaly from the held-out normals, each augmentation with its own fixed seed."""
+        for index, (name, augmentation) in enumerate(self.augmentations.items()):
+            generator = torch.Generator().manual_seed(self.seed * 1000 + index + 1)
+            self._pseudo[name], _ = augmentation(self._normal, generator)
 
     @torch.no_grad()
     def _score(self, pl_module: LightningModule, images: torch.Tensor) -> torch.Tensor:
@@ -231,7 +242,12 @@ class ForgettingDetection(Callback):
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Decide once the epoch's metrics and thresholds are final: keep the best state, stop on forgetting."""
-        if not self.enabled or trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING or self._last_epoch is None:
+        if (
+            not self.enabled
+            or trainer.sanity_checking
+            or trainer.state.fn != TrainerFn.FITTING
+            or self._last_epoch is None
+        ):
             return
         if self._last_epoch != trainer.current_epoch:  # no new score this epoch
             return
