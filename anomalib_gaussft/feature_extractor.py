@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import Sequence
 
@@ -46,11 +47,15 @@ def _is_efficientnet_like(model: nn.Module) -> bool:
 def _create_timm_model(backbone: str) -> nn.Module:
     try:
         return timm.create_model(backbone, pretrained=False)
-    except RuntimeError as exc:  # timm: "Unknown model (name)"
+    except RuntimeError as exc:  # timm: "Unknown model (name)", "Invalid pretrained tag (tag) for name."
+        base = backbone.split(".")[0]
+        if "Invalid pretrained tag" in str(exc):
+            tags = timm.list_pretrained(f"{base}.*")
+            msg = f"Unknown pretrained tag in backbone {backbone!r} (setting `backbone`); timm has: {', '.join(tags)}."
+            raise ValueError(msg) from exc
         if "Unknown model" not in str(exc):
             raise
-        base = backbone.split(".")[0]
-        suggestions = timm.list_models(f"*{base[:8]}*")[:8]
+        suggestions = difflib.get_close_matches(base, timm.list_models(), n=8, cutoff=0.6)
         msg = f"Unknown backbone {backbone!r}: timm has no such model (setting `backbone`)."
         if suggestions:
             msg += f" Similar names: {', '.join(suggestions)}."

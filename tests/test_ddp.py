@@ -1,0 +1,197 @@
+# Copyright (C) 2026 anomalib-gaussft developers
+# SPDX-License-Identifier: Apache-2.0
+
+"""Two-process DDP training (gloo, CPU) of GaussFT on the small demo data.
+
+Lightning's ``strategy="ddp"`` starts the other ranks by re-running the launching script, so the DDP run is this
+file executed as a script in a subprocess (``python tests/test_ddp.py DATA_ROOT OUTPUT``): every rank trains with
+``Engine(strategy="ddp", devices=2, accelerator="cpu")`` and saves what it ended with (state dict, thresholds,
+forgetting decisions, metrics) to ``OUTPUT/rank<r>.pt``. The tests then check that
+
+* training reports test metrics, the same on both ranks;
+* the Gaussians fitted under DDP (statistics summed over ranks) equal a single-process fit of the same network on
+  the same images;
+* both ranks hold identical weights, Gaussians and post-processor thresholds and took the same forgetting decisions.
+
+The demo category has 24 training images; forgetting detection holds out 8, so 16 remain: divisible by the world
+size, so the ``DistributedSampler`` pads nothing (see ``test_distributed_sampler_padding_duplicates_images``).
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from anomalib.data import MVTecAD
+from anomalib.engine import Engine
+from lightning.pytorch import seed_everything
+from torch.utils.data import DistributedSampler
+
+from anomalib_gaussft import GaussFT
+from anomalib_gaussft.callbacks import ForgettingDetection
+from anomalib_gaussft.gaussian import StreamingGaussianEstimator
+
+WORLD_SIZE = 2
+BATCH_SIZE = 8
+MODEL_KWARGS: dict[str, Any] = {
+    "backbone": "tf_efficientnet_lite0",
+    "pretrained": False,
+    "image_size": (64, 64),  # the demo images' size: the resize is an identity in both runs
+    "layers": ["blocks.2", "blocks.4"],
+    "map_layers": ["blocks.2"],
+    "lr": 1e-3,
+    "visualizer": False,
+}
+
+
+def _datamodule(root: str | Path) -> MVTecAD:
+    return MVTecAD(root=root, category="brick", train_batch_size=BATCH_SIZE, eval_batch_size=BATCH_SIZE, num_workers=0)
+
+
+class _FitCounts(logging.Handler):
+    """Collects the number of images of every Gaussian fit from GaussFT's log."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.counts: list[int] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg.startswith("Fitted GaussFT Gaussians"):
+            self.counts.append(int(record.args[0]))
+
+
+def train_ddp(root: str, output: str) -> None:
+    """Train on every rank (run by each process) and save the rank's final state to ``output/rank<r>.pt``."""
+    torch.set_flush_denormal(True)  # random-init activations underflow; denormals slow CPU convolutions tenfold
+    seed_everything(0)
+    counts = _FitCounts()
+    gaussft_logger = logging.getLogger("anomalib_gaussft.lightning_model")
+    gaussft_logger.addHandler(counts)
+    gaussft_logger.setLevel(logging.INFO)
+    forgetting = ForgettingDetection(augmentations=["cutpaste", "mixup"], patience=3)
+    model = GaussFT(**MODEL_KWARGS, forgetting_detection=forgetting)
+    datamodule = _datamodule(root)
+    engine = Engine(
+        max_epochs=2,  # the pretrained (scoring-only) epoch and one fine-tuning epoch
+        accelerator="cpu",
+        devices=WORLD_SIZE,
+        strategy="ddp",
+        default_root_dir=Path(output) / "results",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    metrics = engine.train(model, datamodule=datamodule)
+    trainer = engine.trainer
+    torch.save(
+        {
+            "rank": trainer.global_rank,
+            "world_size": trainer.world_size,
+            "threads": torch.get_num_threads(),
+            "metrics": metrics,
+            "epoch": trainer.current_epoch,
+            "fit_counts": counts.counts,
+            "train_images": sorted(str(path) for path in datamodule.train_data.samples.image_path),
+            "forgetting": {
+                "history": forgetting.history,
+                "best_epoch": forgetting.best_epoch,
+                "stopped_epoch": forgetting.stopped_epoch,
+                "best_score": forgetting.best_score,
+            },
+            "thresholds": (model.post_processor.image_threshold.item(), model.post_processor.pixel_threshold.item()),
+            "state_dict": model.state_dict(),
+        },
+        Path(output) / f"rank{trainer.global_rank}.pt",
+    )
+
+
+@pytest.fixture(scope="module")
+def ranks(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    """Run the DDP training in a subprocess and load what each rank saved."""
+    output = tmp_path_factory.mktemp("ddp")
+    completed = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), str(demo_root), str(output)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    return [torch.load(output / f"rank{rank}.pt", weights_only=False) for rank in range(WORLD_SIZE)]
+
+
+def test_ddp_training_reports_metrics_on_every_rank(ranks: list[dict[str, Any]]) -> None:
+    assert [result["rank"] for result in ranks] == list(range(WORLD_SIZE))
+    assert all(result["world_size"] == WORLD_SIZE and result["epoch"] == 2 for result in ranks)
+    metrics = ranks[0]["metrics"][0]
+    for key in ("image_AUROC", "image_F1Score", "pixel_AUROC", "pixel_F1Score"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert ranks[1]["metrics"] == ranks[0]["metrics"]  # torchmetrics synchronise the test metrics over the ranks
+
+
+def test_ddp_gaussians_equal_a_single_process_fit(ranks: list[dict[str, Any]], demo_root: Path) -> None:
+    train_images = ranks[0]["train_images"]
+    assert len(train_images) == 16
+    assert all(count == len(train_images) for result in ranks for count in result["fit_counts"])  # summed, unpadded
+    model = GaussFT(**MODEL_KWARGS, forgetting_detection=False)
+    model.load_state_dict(ranks[0]["state_dict"])  # the backbone as DDP left it
+    datamodule = _datamodule(demo_root)
+    datamodule.setup()
+    keep = set(train_images)
+    datamodule.train_data.subsample(
+        [i for i, path in enumerate(datamodule.train_data.samples.image_path) if str(path) in keep], inplace=True
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(ranks[0]["threads"])  # the ranks' thread count: same float32 convolution results
+    try:
+        model.fit_gaussians(datamodule.train_dataloader())
+    finally:
+        torch.set_num_threads(threads)
+    single = model.state_dict()
+    for key, reference in single.items():
+        if "gaussian" not in key:
+            continue
+        for result in ranks:
+            actual = result["state_dict"][key]
+            if reference.is_floating_point():
+                scale = reference.double().abs().max().item()
+                torch.testing.assert_close(actual, reference, rtol=1e-6, atol=1e-6 * scale, msg=key)
+            else:
+                assert torch.equal(actual, reference), key
+
+
+def test_ddp_ranks_agree_on_weights_thresholds_and_forgetting(ranks: list[dict[str, Any]]) -> None:
+    first, second = ranks
+    assert first["state_dict"].keys() == second["state_dict"].keys()
+    for key, value in first["state_dict"].items():
+        assert torch.equal(value, second["state_dict"][key]), key
+    assert first["thresholds"] == second["thresholds"]
+    assert all(torch.isfinite(torch.tensor(result["thresholds"])).all() for result in ranks)
+    assert first["forgetting"] == second["forgetting"]
+    assert len(first["forgetting"]["history"]) == 2  # one decision per epoch, taken identically on both ranks
+
+
+def test_distributed_sampler_padding_duplicates_images() -> None:
+    """With a dataset size not divisible by the world size, DDP's sampler repeats images: the fit counts them twice."""
+    features = torch.randn(15, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for size, padded in ((15, 16), (14, 14)):
+        shards = [
+            list(DistributedSampler(range(size), num_replicas=WORLD_SIZE, rank=rank, shuffle=False))
+            for rank in range(WORLD_SIZE)
+        ]
+        summed = StreamingGaussianEstimator(6)  # the moments are additive: this is what all_reduce produces
+        for shard in shards:
+            summed.update(features[shard])
+        single = StreamingGaussianEstimator(6)
+        single.update(features[:size])
+        assert summed.n_samples == padded
+        assert torch.allclose(summed.mean(), single.mean()) is (padded == size)
+
+
+if __name__ == "__main__":
+    train_ddp(sys.argv[1], sys.argv[2])
