@@ -55,6 +55,7 @@ import os
 import resource
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -518,10 +519,12 @@ def run_benchmark(
     steps = len(categories) * len(models)
     for index, (category, name) in enumerate(((c, m) for c in categories for m in models), start=1):
         print(f"[{index}/{steps}] {name} on {category!r}: fit, test, throughput ...", flush=True)
-        result = _benchmark_one(
-            name, root, category, backbone=backbone, image_size=image_size, epochs=epochs, pretrained=pretrained,
-            seed=seed, batch_size=batch_size, num_workers=num_workers, output=output, min_seconds=min_seconds,
-        )  # fmt: skip
+        with warnings.catch_warnings():  # metrics are read from `Engine.test`, not from a Lightning logger
+            warnings.filterwarnings("ignore", message=".*but have no logger configured.*")
+            result = _benchmark_one(
+                name, root, category, backbone=backbone, image_size=image_size, epochs=epochs, pretrained=pretrained,
+                seed=seed, batch_size=batch_size, num_workers=num_workers, output=output, min_seconds=min_seconds,
+            )  # fmt: skip
         print(
             f"[{index}/{steps}] {name} on {category!r}: image AUROC {result.image_auroc:.3f}, pixel AUROC "
             f"{result.pixel_auroc:.3f}, AUPRO {result.pixel_aupro:.3f}, fit {result.fit_seconds:.1f} s, "

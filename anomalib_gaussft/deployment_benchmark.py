@@ -216,19 +216,32 @@ def _onnxruntime_runner(path: Path, threads: int | None) -> Callable[[np.ndarray
     return lambda images: session.run(None, {name: images})
 
 
-def _openvino_runner(path: Path, threads: int | None, precision: str | None = "f32") -> Callable[[np.ndarray], Any]:
-    """Compile for the CPU; ``precision=None`` keeps the plugin's default inference precision."""
+def _openvino_runner(
+    path: Path | dict[int, Path], threads: int | None, precision: str | None = "f32"
+) -> Callable[[np.ndarray], Any]:
+    """Compile for the CPU; ``precision=None`` keeps the plugin's default inference precision.
+
+    ``path`` may map batch sizes to models, for exports whose batch dimension is static.
+    """
     import openvino as ov
 
     config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision} if precision else {}
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
-    request = ov.Core().compile_model(str(path), "CPU", config).create_infer_request()
+    core = ov.Core()
+    paths = path if isinstance(path, dict) else {0: path}
+    requests = {size: core.compile_model(str(p), "CPU", config).create_infer_request() for size, p in paths.items()}
 
     def run(images: np.ndarray) -> Any:
-        return request.infer({0: images})
+        return requests.get(len(images), requests.get(0)).infer({0: images})
 
     return run
+
+
+def _static_batch(xml_path: Path) -> bool:
+    import openvino as ov
+
+    return ov.Core().read_model(str(xml_path)).input(0).partial_shape[0].is_static
 
 
 def _openvino_default_precision() -> str:
@@ -650,13 +663,23 @@ def _run(args: argparse.Namespace, output_dir: Path, work_dir: Path) -> list[Mea
         for name in ("padim", "patchcore"):
             model = _fit_baseline(name, args, root, work_dir)
             xml_path = model.to_openvino(exports / name, input_size=(size, size), onnx_kwargs={"opset_version": 18})
-            detail = ""
             if name == "patchcore":
                 detail = f"memory bank {tuple(model.model.memory_bank.shape)}"
-            elif name == "padim":
+            else:
                 detail = f"{model.model.n_features} features at {tuple(model.model.gaussian.mean.shape)}"
+            paths: Path | dict[int, Path] = xml_path
+            if _static_batch(xml_path):  # dynamo specialised the batch: export once per batch size measured
+                paths = {
+                    n: model.to_openvino(
+                        exports / f"{name}-batch{n}",
+                        input_size=(size, size),
+                        onnx_kwargs={"opset_version": 18, "dynamic_shapes": ({0: n},)},
+                    )
+                    for n in sorted({1, args.batch_size})
+                }
+                detail += "; anomalib's export has a static batch here, so it was exported per batch size"
             baseline_info.append(f"{name}: layers blocks.2 + blocks.4, {detail}")
-            runner = _openvino_runner(xml_path, args.threads)
+            runner = _openvino_runner(paths, args.threads)
             candidates.append(_Candidate(Measurement(name, full_outputs, "openvino", "f32"), runner))
 
     # --- measure, interleaved

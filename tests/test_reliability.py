@@ -39,11 +39,12 @@ TINY = {
 
 
 @pytest.fixture(autouse=True)
-def _flush_denormals() -> Iterator[None]:
-    """Random-init activations underflow to denormals, which slow CPU convolutions tenfold; flush them to zero."""
-    torch.set_flush_denormal(True)
+def _one_thread() -> Iterator[None]:
+    """One torch thread: on a small shared machine two spinning OpenMP threads can make a tiny run 50x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     yield
-    torch.set_flush_denormal(False)
+    torch.set_num_threads(threads)
 
 
 def _write_images(
@@ -286,7 +287,7 @@ def _run(root: Path, name: str, max_epochs: int, ckpt_path: str | None = None) -
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     """Two uninterrupted 2-epoch runs with the same seed, and a 1-epoch run resumed to 2 epochs."""
-    torch.set_flush_denormal(True)
+    torch.set_num_threads(1)  # set up before the autouse fixture runs
     root = _dataset(tmp_path_factory.mktemp("resume"), n_train=16)
     results = {"full": _run(root, "full", 2), "again": _run(root, "again", 2), "first": _run(root, "first", 1)}
     results["resumed"] = _run(root, "resumed", 2, ckpt_path=results["first"]["checkpoint"])
