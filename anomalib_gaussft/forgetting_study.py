@@ -24,6 +24,7 @@ import argparse
 import csv
 import json
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -234,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=Path("results/forgetting_study"))
     args = parser.parse_args(argv)
+    command = "python -m anomalib_gaussft.forgetting_study " + " ".join(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from anomalib_gaussft.demo_data import generate_demo_dataset
 
