@@ -245,9 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results[category] = study_category(
             root, category, args.epochs, args.lr, args.image_size, args.seed, args.output
         )
-        _write_outputs(
-            results, args.output, args.patience, "python -m anomalib_gaussft.forgetting_study " + " ".join(argv or [])
-        )
+        _write_outputs(results, args.output, args.patience, command)
     print((args.output / "ablation.md").read_text())
     return 0
 
