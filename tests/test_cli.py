@@ -86,3 +86,30 @@ def test_anomalib_train_with_yaml_config_reports_metrics_and_loss_falls(demo_roo
     pseudo = [float(row["val_pseudo_AUROC"]) for row in rows if row.get("val_pseudo_AUROC")]
     assert len(pseudo) == 2, "forgetting detection did not log its pseudo-AUROC each epoch"
     assert list((tmp_path / "results").rglob("images/**/*.png")), "anomalib's visualizer wrote no pictures"
+
+
+def test_plugin_command_parses_every_subcommand() -> None:
+    from anomalib_gaussft.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["demo", "--categories", "brick", "--epochs", "3", "--no-export"])
+    assert (args.categories, args.epochs, args.no_export) == (["brick"], 3, True)
+    assert parser.parse_args(["demo-data", "--root", "x"]).command == "demo-data"
+    assert parser.parse_args(["weights", "list"]).command == "weights"
+    assert parser.parse_args(["benchmark"]).command == "benchmark"
+
+
+def test_demo_reads_metrics_and_formats_the_table(tmp_path: Path) -> None:
+    from anomalib_gaussft.demo import DemoResult, _read_metrics, format_table
+
+    metrics = tmp_path / "metrics.csv"
+    metrics.write_text(
+        "epoch,image_AUROC,pixel_AUROC,step,train_loss,val_pseudo_AUROC\n"
+        "0,,,0,,0.8\n0,,,0,20.0,\n1,,,1,,0.9\n1,,,1,18.0,\n2,,,2,,0.85\n2,,,2,17.0,\n3,0.97,0.95,3,,\n"
+    )
+    parsed = _read_metrics(metrics)
+    assert parsed == {"image_AUROC": 0.97, "pixel_AUROC": 0.95, "epochs": 3.0, "best_epoch": 1.0}
+    table = format_table([DemoResult("brick", 0.97, 0.95, 3, 1, 12.0, tmp_path, None)])
+    assert "| brick | 0.970 | 0.950 | 3 (2) | 12 s |" in table
+    with pytest.raises(FileNotFoundError, match="was not written"):
+        _read_metrics(tmp_path / "missing.csv")
