@@ -780,6 +780,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--min-seconds", type=float, default=3.0, help="minimum timed wall time per throughput measurement"
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: torch's choice). On a machine shared with other jobs use 1: "
+        "OpenMP threads waiting for a descheduled sibling can make every layer many times slower",
+    )
 
 
 def _use_hub_cache(cache: Path) -> None:
@@ -802,6 +809,16 @@ def _prepare_weights(backbone: str, output: Path, hub_cache: Path | None) -> Non
         import_weights_to_hub_cache(backbone, cache_dir=cache)
     elif hub_cache is not None:
         _use_hub_cache(hub_cache.resolve())
+
+
+def _command_line() -> str:
+    """The command that runs this benchmark, as typed (empty when called from other Python code)."""
+    program = Path(sys.argv[0]).name
+    if program == "anomalib-gaussft":
+        return f"`{' '.join(['anomalib-gaussft', *sys.argv[1:]])}`: "
+    if program == "benchmark.py":
+        return f"`{' '.join(['python -m anomalib_gaussft.benchmark', *sys.argv[1:]])}`: "
+    return ""
 
 
 def _categories(root: Path | None, categories: Sequence[str] | None) -> list[str]:
@@ -837,15 +854,21 @@ def run(args: argparse.Namespace) -> int:
         _prepare_weights(args.backbone, output, args.hub_cache)
     import torch
 
-    results = run_benchmark(
-        root, categories, output, models=args.models, backbone=args.backbone, image_size=args.image_size,
-        epochs=args.epochs, pretrained=not args.random_weights, seed=args.seed, batch_size=args.batch_size,
-        num_workers=args.num_workers, min_seconds=args.min_seconds,
-    )  # fmt: skip
-    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    previous_threads = torch.get_num_threads()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    try:
+        threads = torch.get_num_threads()
+        results = run_benchmark(
+            root, categories, output, models=args.models, backbone=args.backbone, image_size=args.image_size,
+            epochs=args.epochs, pretrained=not args.random_weights, seed=args.seed, batch_size=args.batch_size,
+            num_workers=args.num_workers, min_seconds=args.min_seconds,
+        )  # fmt: skip
+    finally:
+        torch.set_num_threads(previous_threads)
     settings = (
-        f"`{command}`: {args.backbone} at {args.image_size} px, GaussFT up to {args.epochs} epochs, seed "
-        f"{args.seed}, {torch.get_num_threads()} torch threads on {os.cpu_count()} CPUs; data {root}."
+        f"{_command_line()}{args.backbone} at {args.image_size} px, GaussFT up to {args.epochs} epochs, seed "
+        f"{args.seed}, {threads} torch thread(s) on {os.cpu_count()} CPUs; data {root}."
     )
     write_csv(results, output / "results.csv")
     markdown = format_markdown(results, settings)

@@ -171,6 +171,7 @@ def pipeline_run(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         "HF_HOME": str(workdir / "hf_home"),
         "PL_TRAINER_MAX_EPOCHS": "1",  # GaussFT's epochs: anomalib's benchmark job passes no trainer settings
         "MALLOC_MMAP_THRESHOLD_": "1048576",
+        "OMP_NUM_THREADS": "1",  # one core each for this run and the in-process test beside it
     }
     anomalib = Path(sys.executable).with_name("anomalib")
     process = subprocess.Popen(
@@ -266,13 +267,17 @@ def test_benchmark_run_writes_csv_markdown_and_plots(
     demo_root: Path, tmp_path: Path, pipeline_run: PipelineRun
 ) -> None:
     """The whole module on one 64 px category, random weights, one GaussFT epoch (alongside the pipeline)."""
+    import torch
+
     del pipeline_run  # only started before this test, to overlap
+    threads = torch.get_num_threads()
     output = tmp_path / "out"
     code = benchmark.main([
         "--root", str(demo_root), "--category", "coffee", "--epochs", "1", "--image-size", "64",
-        "--output", str(output), "--random-weights", "--min-seconds", "0",
+        "--output", str(output), "--random-weights", "--min-seconds", "0", "--threads", "1",
     ])  # fmt: skip
     assert code == 0
+    assert torch.get_num_threads() == threads  # restored
     with (output / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert [row["model"] for row in rows] == ["GaussFT", "Padim", "Patchcore"]
