@@ -433,6 +433,25 @@ class GaussFT(AnomalibModule):
             _check_checkpoint(checkpoint, f"Checkpoint {checkpoint_path}")
         return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
+    # ------------------------------------------------------------------ export
+    def to_torch(self, *args, **kwargs) -> Path:
+        """Export for anomalib's ``TorchInferencer`` with every parameter frozen.
+
+        ``TorchInferencer`` calls the unpickled module without ``torch.no_grad``; frozen parameters mean no autograd
+        graph is built at inference. The live model's ``requires_grad`` flags are restored afterwards.
+
+        Returns:
+            Path of the exported ``.pt`` file.
+        """
+        flags = {parameter: parameter.requires_grad for parameter in self.parameters()}
+        for parameter in flags:
+            parameter.requires_grad_(False)
+        try:
+            return super().to_torch(*args, **kwargs)
+        finally:
+            for parameter, flag in flags.items():
+                parameter.requires_grad_(flag)
+
     # ------------------------------------------------------------------ anomalib interface
     @property
     def trainer_arguments(self) -> dict[str, Any]:

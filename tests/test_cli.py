@@ -55,7 +55,7 @@ def test_anomalib_train_with_yaml_config_reports_metrics_and_loss_falls(demo_roo
         "    pretrained: false\n"
         "    image_size: [64, 64]\n"
         "    layers: [blocks.2, blocks.4, head]\n"
-        "    lr: 0.001\n"
+        "    lr: 0.0001\n"
         "    forgetting_detection:\n"
         "      class_path: anomalib_gaussft.callbacks.ForgettingDetection\n"
         "      init_args: {augmentations: [cutpaste, mixup], min_holdout: 4}\n"

@@ -209,11 +209,6 @@ def test_torch_inferencer_matches_torch(torch_path: Path, images: dict, referenc
         _assert_parity(_outputs(inferencer.predict(images[image_set])), reference[image_set])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GaussFT.to_torch saves parameters with requires_grad=True, so TorchInferencer (which calls the module "
-    "without torch.no_grad) builds an autograd graph; fix: override to_torch (see docs/deployment.md)",
-)
 def test_torch_export_runs_without_autograd(torch_path: Path, images: dict) -> None:
     inferencer = TorchInferencer(torch_path, device="cpu")
     prediction = inferencer.predict(images["single"])
