@@ -33,6 +33,7 @@ Example:
     .. code-block:: bash
 
         anomalib-gaussft benchmark                                   # demo data, offline Lite0 weights, 224 px
+        anomalib-gaussft benchmark --threads 1                       # what docs/benchmarks.md shows (shared CPU)
         anomalib-gaussft benchmark --root ./datasets/MVTecAD --categories bottle cable --epochs 10
         python -m anomalib_gaussft.benchmark --categories brick --epochs 2 --output /tmp/bench
 
@@ -71,6 +72,7 @@ __all__ = [
     "DEFAULT_DEMO_CATEGORIES",
     "MODELS",
     "BenchmarkResult",
+    "Target",
     "Throughput",
     "add_arguments",
     "baseline_settings",
@@ -81,6 +83,7 @@ __all__ = [
     "peak_rss_mb",
     "plot_auroc",
     "plot_scores",
+    "read_csv",
     "reset_peak_rss",
     "run",
     "run_benchmark",
@@ -549,6 +552,35 @@ def write_csv(results: Sequence[BenchmarkResult], path: Path) -> None:
             writer.writerow({key: row[key] for key in columns})
 
 
+def read_csv(path: Path) -> list[BenchmarkResult]:
+    """Read ``results.csv`` back (without the per-image scores), e.g. to re-render the tables.
+
+    Example:
+        >>> from anomalib_gaussft.benchmark import format_markdown, read_csv
+        >>> print(format_markdown(read_csv(Path("benchmark_output/results.csv"))))  # doctest: +SKIP
+    """
+    types = {f.name: f.type for f in fields(BenchmarkResult)}
+    results = []
+    with path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            values: dict[str, Any] = {}
+            for key, text in row.items():
+                if key in {"model", "category"}:
+                    values[key] = text
+                elif text == "":
+                    values[key] = None
+                elif key in {"epochs", "best_epoch"}:
+                    values[key] = int(text)
+                else:
+                    values[key] = float(text)
+            unknown = set(values) - set(types)
+            if unknown:
+                msg = f"{path} has unknown columns {sorted(unknown)}; was it written by this benchmark?"
+                raise ValueError(msg)
+            results.append(BenchmarkResult(**values))
+    return results
+
+
 def _mean(values: Sequence[float | None]) -> float:
     present = [value for value in values if value is not None and not math.isnan(value)]
     return sum(present) / len(present) if present else math.nan
@@ -561,7 +593,34 @@ def _by_model(results: Sequence[BenchmarkResult]) -> dict[str, list[BenchmarkRes
     return grouped
 
 
-def check_targets(results: Sequence[BenchmarkResult]) -> list[tuple[str, float, float, bool]]:
+@dataclass
+class Target:
+    """One of GaussFT's targets, evaluated on means over categories.
+
+    Attributes:
+        name: The target, e.g. ``"image AUROC >= PatchCore"``.
+        value: GaussFT's value.
+        reference: The value to reach (for the throughput target: 0.9 x the bare backbone's throughput).
+        lower_is_better: ``True`` for fit time.
+    """
+
+    name: str
+    value: float
+    reference: float
+    lower_is_better: bool = False
+
+    @property
+    def margin(self) -> float:
+        """How far the target is exceeded (positive) or missed (negative), in the value's unit."""
+        return self.reference - self.value if self.lower_is_better else self.value - self.reference
+
+    @property
+    def met(self) -> bool:
+        """Whether the target is met (a tie meets ``>=`` targets, not ``<`` ones)."""
+        return self.margin > 0 if self.lower_is_better else self.margin >= 0
+
+
+def check_targets(results: Sequence[BenchmarkResult]) -> list[Target]:
     """Evaluate GaussFT's targets against the other models (means over categories).
 
     Targets: image AUROC >= PatchCore's; pixel AUROC >= PaDiM's; fit time < PatchCore's; image-score throughput
@@ -572,43 +631,44 @@ def check_targets(results: Sequence[BenchmarkResult]) -> list[tuple[str, float, 
         results: Benchmark results.
 
     Returns:
-        ``(target, GaussFT's value, the reference value, met)`` per target.
+        One :class:`Target` per target that applies.
 
     Example:
         >>> rows = [
         ...     BenchmarkResult("GaussFT", "a", 0.9, 0, 0.9, 0, 0, 10.0, 1, 1, None, 50.0, 40.0, 42.0),
         ...     BenchmarkResult("Patchcore", "a", 0.95, 0, 0.9, 0, 0, 20.0, 1, 1, None, 30.0),
         ... ]
-        >>> for name, _, _, met in check_targets(rows):
-        ...     print(name, met)
-        image AUROC >= PatchCore False
-        fit time < PatchCore True
-        image-score throughput >= 0.9 x bare backbone True
+        >>> for target in check_targets(rows):
+        ...     print(f"{target.name}: {target.met} ({target.margin:+.2f})")
+        image AUROC >= PatchCore: False (-0.05)
+        fit time < PatchCore: True (+10.00)
+        image-score throughput >= 0.9 x bare backbone: True (+2.20)
     """
     grouped = _by_model(results)
-    gaussft = grouped.get("GaussFT")
-    if not gaussft:
+    if not grouped.get("GaussFT"):
         return []
-    targets: list[tuple[str, float, float, bool]] = []
 
     def mean_of(model: str, key: str) -> float:
         return _mean([getattr(result, key) for result in grouped[model]])
 
+    targets = []
     if "Patchcore" in grouped:
-        value, reference = mean_of("GaussFT", "image_auroc"), mean_of("Patchcore", "image_auroc")
-        targets.append(("image AUROC >= PatchCore", value, reference, value >= reference))
+        targets.append(
+            Target("image AUROC >= PatchCore", mean_of("GaussFT", "image_auroc"), mean_of("Patchcore", "image_auroc"))
+        )
     if "Padim" in grouped:
-        value, reference = mean_of("GaussFT", "pixel_auroc"), mean_of("Padim", "pixel_auroc")
-        targets.append(("pixel AUROC >= PaDiM", value, reference, value >= reference))
+        targets.append(
+            Target("pixel AUROC >= PaDiM", mean_of("GaussFT", "pixel_auroc"), mean_of("Padim", "pixel_auroc"))
+        )
     if "Patchcore" in grouped:
-        value, reference = mean_of("GaussFT", "fit_seconds"), mean_of("Patchcore", "fit_seconds")
-        targets.append(("fit time < PatchCore", value, reference, value < reference))
-    value, reference = mean_of("GaussFT", "image_score_throughput"), mean_of("GaussFT", "backbone_throughput")
-    if not math.isnan(value) and not math.isnan(reference):
-        targets.append(("image-score throughput >= 0.9 x bare backbone", value, reference, value >= 0.9 * reference))
+        fit, reference = mean_of("GaussFT", "fit_seconds"), mean_of("Patchcore", "fit_seconds")
+        targets.append(Target("fit time < PatchCore", fit, reference, lower_is_better=True))
+    value, bare = mean_of("GaussFT", "image_score_throughput"), mean_of("GaussFT", "backbone_throughput")
+    if not math.isnan(value) and not math.isnan(bare):
+        targets.append(Target("image-score throughput >= 0.9 x bare backbone", value, 0.9 * bare))
     if "Padim" in grouped:
         value, reference = mean_of("GaussFT", "throughput"), mean_of("Padim", "throughput")
-        targets.append(("throughput with anomaly maps >= PaDiM", value, reference, value >= reference))
+        targets.append(Target("throughput with anomaly maps >= PaDiM", value, reference))
     return targets
 
 
@@ -665,10 +725,11 @@ def format_markdown(results: Sequence[BenchmarkResult], settings: str = "") -> s
         ]
     targets = check_targets(results)
     if targets:
-        lines += ["", "| GaussFT target | GaussFT | reference | met |", "|---|---:|---:|---|"]
-        for name, value, reference, met in targets:
-            margin = value - reference
-            lines.append(f"| {name} | {value:.3f} | {reference:.3f} | {'met' if met else 'missed'} ({margin:+.3f}) |")
+        lines += ["", "| GaussFT target | GaussFT | to reach | result |", "|---|---:|---:|---|"]
+        for t in targets:
+            relative = f", {100 * t.margin / abs(t.reference):+.1f} %" if t.reference else ""
+            result = f"{'met' if t.met else 'missed'} ({t.margin:+.3f}{relative})"
+            lines.append(f"| {t.name} | {t.value:.3f} | {t.reference:.3f} | {result} |")
     return "\n".join(lines) + "\n"
 
 

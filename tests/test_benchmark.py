@@ -208,29 +208,30 @@ def _result(model: str, category: str, **values: float) -> BenchmarkResult:
 def test_targets_and_markdown_report_misses_with_margins() -> None:
     results = [
         _result("GaussFT", "a", image_auroc=0.90, pixel_auroc=0.95, fit_seconds=30.0, throughput=40.0,
-                image_score_throughput=44.0, backbone_throughput=50.0, epochs=6, best_epoch=4),
+                image_score_throughput=46.0, backbone_throughput=50.0, epochs=6, best_epoch=4),
         _result("GaussFT", "b", image_auroc=0.80, pixel_auroc=0.91, fit_seconds=10.0, throughput=42.0,
-                image_score_throughput=46.0, backbone_throughput=50.0, epochs=6, best_epoch=6),
+                image_score_throughput=48.0, backbone_throughput=50.0, epochs=6, best_epoch=6),
         _result("Padim", "a", pixel_auroc=0.92, throughput=30.0),
         _result("Padim", "b", pixel_auroc=0.94, throughput=30.0),
         _result("Patchcore", "a", image_auroc=0.95, fit_seconds=12.0),
         _result("Patchcore", "b", image_auroc=0.85, fit_seconds=12.0),
     ]  # fmt: skip
-    targets = {name: (value, reference, met) for name, value, reference, met in benchmark.check_targets(results)}
-    assert targets["image AUROC >= PatchCore"] == pytest.approx((0.85, 0.90, False))
-    assert targets["pixel AUROC >= PaDiM"] == pytest.approx((0.93, 0.93, True))
-    assert targets["fit time < PatchCore"] == pytest.approx((20.0, 12.0, False))
-    assert targets["image-score throughput >= 0.9 x bare backbone"] == pytest.approx((45.0, 50.0, True))
-    assert targets["throughput with anomaly maps >= PaDiM"] == pytest.approx((41.0, 30.0, True))
+    targets = {t.name: (t.value, t.reference, t.met, t.margin) for t in benchmark.check_targets(results)}
+    assert targets["image AUROC >= PatchCore"] == pytest.approx((0.85, 0.90, False, -0.05))
+    assert targets["pixel AUROC >= PaDiM"] == pytest.approx((0.93, 0.93, True, 0.0))  # a tie meets ">="
+    assert targets["fit time < PatchCore"] == pytest.approx((20.0, 12.0, False, -8.0))
+    assert targets["image-score throughput >= 0.9 x bare backbone"] == pytest.approx((47.0, 45.0, True, 2.0))
+    assert targets["throughput with anomaly maps >= PaDiM"] == pytest.approx((41.0, 30.0, True, 11.0))
 
     markdown = benchmark.format_markdown(results, "settings line")
     assert markdown.startswith("settings line\n")
     assert "| a | GaussFT | 0.900 | 0.950 | 0.700 | 0.800 | 0.400 | 30.0 s | 6 (4) | 40.0 |" in markdown
     assert "| GaussFT | 0.850 | 0.930 | 0.700 | 20.0 s | 41.0 |" in markdown
-    assert "| image AUROC >= PatchCore | 0.850 | 0.900 | missed (-0.050) |" in markdown
+    assert "| image AUROC >= PatchCore | 0.850 | 0.900 | missed (-0.050, -5.6 %) |" in markdown
+    assert "| fit time < PatchCore | 20.000 | 12.000 | missed (-8.000, -66.7 %) |" in markdown
     assert "| bare timm backbone (with classifier) | 50.0 |" in markdown
     # Without PatchCore or PaDiM only GaussFT's own target is left.
-    assert [t[0] for t in benchmark.check_targets(results[:2])] == ["image-score throughput >= 0.9 x bare backbone"]
+    assert [t.name for t in benchmark.check_targets(results[:2])] == ["image-score throughput >= 0.9 x bare backbone"]
 
 
 def test_baseline_settings_follow_the_papers_strides() -> None:
@@ -297,6 +298,10 @@ def test_benchmark_run_writes_csv_markdown_and_plots(
     assert rows[1]["image_score_throughput"] == rows[1]["best_epoch"] == ""
     markdown = (output / "results.md").read_text()
     assert "| coffee | Padim |" in markdown
+    reread = benchmark.read_csv(output / "results.csv")
+    assert [(r.model, r.epochs, r.best_epoch) for r in reread] == [("GaussFT", 1, 1), ("Padim", 1, None),
+                                                                   ("Patchcore", 1, None)]  # fmt: skip
+    assert markdown.endswith(benchmark.format_markdown(reread))  # the CSV holds everything the tables show
     assert "image-score throughput >= 0.9 x bare backbone" in markdown
     for name in ("benchmark_auroc.png", "benchmark_scores.png"):
         assert (output / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
