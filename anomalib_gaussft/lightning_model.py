@@ -222,6 +222,7 @@ class GaussFT(AnomalibModule):
         self.pretrained_epoch = pretrained_epoch
         self.loss = MahalanobisLoss()
         self._fitted_at_step: int | None = None
+        self._checked_image_paths: list[str] | None = None
 
     @classmethod
     def configure_pre_processor(
@@ -281,9 +282,11 @@ class GaussFT(AnomalibModule):
             msg = "GaussFT needs the training dataloader to fit its Gaussians, but the trainer has none."
             raise RuntimeError(msg)
         paths = _image_paths(dataloader)
-        if problems := _image_file_problems(paths):
-            msg = f"{len(problems)} training image(s) cannot be used: {'; '.join(problems[:5])}."
-            raise ValueError(msg)
+        if paths != self._checked_image_paths:  # read the headers once per training set, not every epoch
+            if problems := _image_file_problems(paths):
+                msg = f"{len(problems)} training image(s) cannot be used: {'; '.join(problems[:5])}."
+                raise ValueError(msg)
+            self._checked_image_paths = paths
         was_training = self.model.training
         self.model.eval()
         estimators = self.model.new_estimators(self.device)
