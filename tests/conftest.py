@@ -24,13 +24,18 @@ def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate_demo_dataset(root, ["brick", "coffee"], image_size=64, n_train=24, n_test_good=6, n_test_defect=3)
 
 
+# Constructor arguments for a fast GaussFT: tiny input, random weights, few levels (module-scoped fixtures use it
+# directly, function-scoped tests through `tiny_model_kwargs`).
+TINY_MODEL_KWARGS = {
+    "backbone": TINY_BACKBONE,
+    "pretrained": False,
+    "image_size": TINY_SIZE,
+    "layers": ["blocks.2", "blocks.4", "head"],
+    "map_layers": ["blocks.2", "blocks.4"],
+}
+
+
 @pytest.fixture
 def tiny_model_kwargs() -> dict:
-    """Constructor arguments for a fast GaussFT: tiny input, random weights, few levels."""
-    return {
-        "backbone": TINY_BACKBONE,
-        "pretrained": False,
-        "image_size": TINY_SIZE,
-        "layers": ["blocks.2", "blocks.4", "head"],
-        "map_layers": ["blocks.2", "blocks.4"],
-    }
+    """A fresh copy of :data:`TINY_MODEL_KWARGS`."""
+    return {key: list(value) if isinstance(value, list) else value for key, value in TINY_MODEL_KWARGS.items()}

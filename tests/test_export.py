@@ -24,6 +24,7 @@ from anomalib.data import InferenceBatch, MVTecAD
 from anomalib.data.utils import read_image
 from anomalib.deploy import CompressionType, ExportType, OpenVINOInferencer, TorchInferencer
 from anomalib.engine import Engine
+from conftest import TINY_MODEL_KWARGS
 
 from anomalib_gaussft import GaussFT
 
@@ -39,16 +40,7 @@ THRESHOLD = 0.5  # anomalib's normalised threshold for labels and masks
 def trained(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Engine, GaussFT, MVTecAD]:
     """GaussFT fine-tuned for one epoch on the demo data; thresholds and normalisation fitted on validation."""
     torch.manual_seed(0)
-    model = GaussFT(
-        backbone="tf_efficientnet_lite0",
-        pretrained=False,
-        image_size=(64, 64),
-        layers=["blocks.2", "blocks.4", "head"],
-        map_layers=["blocks.2", "blocks.4"],
-        lr=1e-3,
-        forgetting_detection=False,
-        visualizer=False,
-    )
+    model = GaussFT(**TINY_MODEL_KWARGS, lr=1e-3, forgetting_detection=False, visualizer=False)
     datamodule = MVTecAD(root=demo_root, category="brick", train_batch_size=8, eval_batch_size=8, num_workers=0)
     engine = Engine(max_epochs=1, default_root_dir=tmp_path_factory.mktemp("run"), accelerator="cpu", logger=False)
     engine.fit(model, datamodule=datamodule)

@@ -7,6 +7,7 @@ import pytest
 import torch
 from anomalib.data import MVTecAD
 from anomalib.engine import Engine
+from conftest import TINY_MODEL_KWARGS
 
 from anomalib_gaussft import GaussFT
 from anomalib_gaussft.gaussian import MultivariateGaussian, StreamingGaussianEstimator
@@ -97,14 +98,7 @@ def test_unfitted_model_refuses_to_predict(tiny_model_kwargs: dict) -> None:
 def trained(demo_root, tmp_path_factory) -> tuple:
     """GaussFT fine-tuned for 2 epochs on the small demo data, with its engine and datamodule."""
     torch.manual_seed(0)
-    model = GaussFT(
-        backbone="tf_efficientnet_lite0",
-        pretrained=False,
-        image_size=(64, 64),
-        layers=["blocks.2", "blocks.4", "head"],
-        map_layers=["blocks.2", "blocks.4"],
-        lr=1e-3,
-    )
+    model = GaussFT(**TINY_MODEL_KWARGS, lr=1e-3)
     datamodule = MVTecAD(root=demo_root, category="brick", train_batch_size=8, eval_batch_size=8, num_workers=0)
     engine = Engine(max_epochs=2, default_root_dir=tmp_path_factory.mktemp("run"), accelerator="cpu", logger=False)
     metrics = engine.train(model, datamodule=datamodule)[0]
