@@ -218,6 +218,7 @@ def test_targets_and_markdown_report_misses_with_margins() -> None:
     ]  # fmt: skip
     targets = {t.name: (t.value, t.reference, t.met, t.margin) for t in benchmark.check_targets(results)}
     assert targets["image AUROC >= PatchCore"] == pytest.approx((0.85, 0.90, False, -0.05))
+    assert targets["image AUROC >= PaDiM"] == pytest.approx((0.85, 0.90, False, -0.05))
     assert targets["pixel AUROC >= PaDiM"] == pytest.approx((0.93, 0.93, True, 0.0))  # a tie meets ">="
     assert targets["fit time < PatchCore"] == pytest.approx((20.0, 12.0, False, -8.0))
     assert targets["image-score throughput >= 0.9 x bare backbone"] == pytest.approx((47.0, 45.0, True, 2.0))
@@ -230,8 +231,25 @@ def test_targets_and_markdown_report_misses_with_margins() -> None:
     assert "| image AUROC >= PatchCore | 0.850 | 0.900 | missed (-0.050, -5.6 %) |" in markdown
     assert "| fit time < PatchCore | 20.000 | 12.000 | missed (-8.000, -66.7 %) |" in markdown
     assert "| bare timm backbone (with classifier) | 50.0 |" in markdown
+    # The fixed-feature ablation adds its own target.
+    fixed = [_result("GaussFT-fixed", "a", image_auroc=0.86), _result("GaussFT-fixed", "b", image_auroc=0.80)]
+    targets = {t.name: (t.value, t.reference, t.met) for t in benchmark.check_targets(results + fixed)}
+    assert targets["image AUROC >= fixed features"] == pytest.approx((0.85, 0.83, True))
     # Without PatchCore or PaDiM only GaussFT's own target is left.
     assert [t.name for t in benchmark.check_targets(results[:2])] == ["image-score throughput >= 0.9 x bare backbone"]
+
+
+def test_fixed_feature_ablation_is_the_same_gaussft_without_fine_tuning() -> None:
+    from anomalib_gaussft import GaussFT
+
+    fixed = benchmark._build_model("GaussFT-fixed", "tf_efficientnet_lite0", 64, pretrained=False)
+    tuned = benchmark._build_model("GaussFT", "tf_efficientnet_lite0", 64, pretrained=False)
+    assert isinstance(fixed, GaussFT)
+    assert (fixed.fine_tune, tuned.fine_tune) == (False, True)
+    assert fixed.trainer_arguments["max_epochs"] == 1
+    assert fixed.configure_optimizers() is None
+    assert fixed.model.layers == tuned.model.layers
+    assert [g.dim for g in fixed.model.gaussians] == [g.dim for g in tuned.model.gaussians]
 
 
 def test_baseline_settings_follow_the_papers_strides() -> None:

@@ -66,7 +66,7 @@ def test_anomalib_train_with_yaml_config_reports_metrics_and_loss(demo_root: Pat
         "--data", "anomalib.data.MVTecAD", "--data.root", str(demo_root), "--data.category", "brick",
         "--data.num_workers", "0", "--data.train_batch_size", "8", "--data.eval_batch_size", "8",
         "--data.val_split_mode", "synthetic", "--data.val_split_ratio", "0.2",
-        "--trainer.max_epochs", "2", "--trainer.accelerator", "cpu",
+        "--trainer.max_epochs", "4", "--trainer.accelerator", "cpu",
         "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(logs),
         "--trainer.logger.name", "gaussft", "--trainer.logger.version", "0",
         "--seed_everything", "0", "--default_root_dir", str(tmp_path / "results"),
@@ -78,15 +78,17 @@ def test_anomalib_train_with_yaml_config_reports_metrics_and_loss(demo_root: Pat
     with (logs / "gaussft" / "version_0" / "metrics.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     losses = [float(row["train_loss"]) for row in rows if row["train_loss"]]
-    # Epoch 0 scores the pretrained network, epoch 1 fine-tunes. The loss does NOT reliably fall between epochs
-    # (measured: it rises once the network moves, see docs/method.md "Known problem"), so only its logging is checked.
-    assert len(losses) == 2
+    # Epoch 0 scores the pretrained network (no optimiser step); epochs 1-3 fine-tune. Against a freshly fitted
+    # Gaussian every epoch starts at about the same in-sample distance, the first Adam steps of fine-tuning raise it
+    # and the optimiser then lowers it epoch after epoch (docs/method.md, "How the loss behaves").
+    assert len(losses) == 4
     assert all(0 < loss < float("inf") for loss in losses), losses
+    assert losses[3] < losses[1], f"the fine-tuning loss did not fall: {losses}"
     tested = [row for row in rows if row["image_AUROC"]]
     assert 0 <= float(tested[-1]["image_AUROC"]) <= 1
     assert 0 <= float(tested[-1]["pixel_AUROC"]) <= 1
     pseudo = [float(row["val_pseudo_AUROC"]) for row in rows if row.get("val_pseudo_AUROC")]
-    assert len(pseudo) == 2, "forgetting detection did not log its pseudo-AUROC each epoch"
+    assert len(pseudo) == 4, "forgetting detection did not log its pseudo-AUROC each epoch"
     assert list((tmp_path / "results").rglob("images/**/*.png")), "anomalib's visualizer wrote no pictures"
 
 
