@@ -138,3 +138,26 @@ def test_property_matches_sklearn_on_random_and_rank_deficient_data(
     assert torch.isfinite(fit.whitening).all()
     distances = mahalanobis_distance(torch.from_numpy(data), fit.mean, fit.whitening)
     assert torch.isfinite(distances).all()
+
+
+def test_refitted_distances_ignore_scale_rotation_and_shift_of_the_features() -> None:
+    """Why GaussFT's loss cannot fall against a re-fitted Gaussian by moving, scaling or rotating the features.
+
+    Ledoit-Wolf shrinks towards a multiple of the identity, so re-fitting on ``a Q x + b`` (``Q`` orthogonal) gives
+    the same distances as on ``x``, also with fewer samples than dimensions. Fine-tuning lowers the epoch-start loss
+    only by changing the shape of the normal class's features (docs/method.md, "How the loss behaves").
+    """
+    generator = torch.Generator().manual_seed(0)
+    samples = torch.randn(30, 40, generator=generator, dtype=torch.float64) * torch.linspace(0.1, 3, 40)
+    rotation, _ = torch.linalg.qr(torch.randn(40, 40, generator=generator, dtype=torch.float64))
+    moved = 7.5 * samples @ rotation.T + 3.0
+
+    def refitted_distances(data: torch.Tensor) -> torch.Tensor:
+        estimator = StreamingGaussianEstimator(40)
+        estimator.update(data)
+        fit = estimator.fit(ridge=0.0)
+        return mahalanobis_distance(data, fit.mean, fit.whitening)
+
+    torch.testing.assert_close(refitted_distances(moved), refitted_distances(samples), rtol=1e-8, atol=0)
+    reshaped = samples * torch.linspace(3, 0.1, 40, dtype=torch.float64)  # a change of shape does change them
+    assert not torch.allclose(refitted_distances(reshaped), refitted_distances(samples), rtol=1e-3)

@@ -1,0 +1,33 @@
+# Copyright (C) 2026 anomalib-gaussft developers
+# SPDX-License-Identifier: Apache-2.0
+
+"""The loss-dynamics script (docs/method.md, "How the loss behaves") on the tiny demo data."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from anomalib_gaussft import loss_dynamics
+
+
+def test_records_every_step_and_epoch(demo_root: Path) -> None:
+    records = loss_dynamics.run_loss_dynamics(
+        demo_root, "brick", pretrained=False, layers=["blocks.2", "head"], image_size=64, epochs=2, batch_size=8
+    )
+    assert [record.epoch for record in records] == [0, 1, 2]
+    assert records[0].steps == []
+    assert records[0].stale_after is None
+    n_train = len(list((demo_root / "brick" / "train" / "good").glob("*.png")))
+    for record in records[1:]:
+        assert len(record.steps) == math.ceil(n_train / 8)
+        assert all(math.isfinite(value) and value > 0 for value in [*record.steps, record.stale_after, record.refit])
+    assert all(0.0 <= record.image_auroc <= 1.0 for record in records)
+    assert "epoch 1: steps [" in loss_dynamics.format_record(records[1])
+
+
+def test_unknown_optimizer_is_named(demo_root: Path) -> None:
+    with pytest.raises(ValueError, match="optimizer 'lbfgs'"):
+        loss_dynamics.run_loss_dynamics(demo_root, "brick", pretrained=False, optimizer="lbfgs")
