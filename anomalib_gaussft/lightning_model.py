@@ -437,6 +437,19 @@ class GaussFT(AnomalibModule):
         return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     # ------------------------------------------------------------------ export
+    #: ONNX opset of exports. The dynamo exporter writes opset 18; anomalib's default request of 14 makes it try a
+    #: down-conversion that fails on the anomaly map's reflect ``Pad`` and logs a traceback, leaving opset 18 anyway.
+    ONNX_OPSET = 18
+
+    def to_onnx(self, *args, **kwargs) -> Path:
+        """Export to ONNX (also the first step of ``to_openvino``) at opset :attr:`ONNX_OPSET` unless told otherwise.
+
+        Returns:
+            Path of the exported ``.onnx`` file.
+        """
+        kwargs.setdefault("opset_version", self.ONNX_OPSET)
+        return super().to_onnx(*args, **kwargs)
+
     def to_torch(self, *args, **kwargs) -> Path:
         """Export for anomalib's ``TorchInferencer`` with every parameter frozen.
 

@@ -158,7 +158,9 @@ def test_reference_outputs_are_informative(reference: dict[str, InferenceBatch])
 def test_onnx_graph_holds_the_pipeline_with_dynamic_batch(onnx_path: Path) -> None:
     import onnx
 
-    graph = onnx.load(str(onnx_path)).graph
+    exported = onnx.load(str(onnx_path))
+    assert {o.domain: o.version for o in exported.opset_import}[""] == GaussFT.ONNX_OPSET  # no failed down-conversion
+    graph = exported.graph
     (image_input,) = graph.input
     batch, channels, height, width = image_input.type.tensor_type.shape.dim
     assert batch.dim_param, "batch dimension is not dynamic"
