@@ -4,6 +4,7 @@
 """ForgettingDetection: rank AUROC, hold-out split, stop and restore exactly the best epoch, other anomalib models."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -121,6 +122,15 @@ def test_holdout_is_removed_from_training_and_pseudo_anomalies_are_fixed(
     training = {str(path) for path in datamodule.train_data.samples.image_path}
     assert len(detector.holdout_paths) == 4
     assert not training & set(detector.holdout_paths), "held-out images are still in the training set"
+    # The synthetic validation split already keeps some normal training images out of training: those come first,
+    # and only the rest is taken from the training set.
+    val = datamodule.val_data.samples
+    val_normals = {str(path) for path in val.image_path[val.label_index == 0]}
+    n_validation = min(len(val_normals), 4)
+    assert n_validation > 0
+    assert set(detector.holdout_paths[:n_validation]) <= val_normals
+    assert detector.removed_from_training == detector.holdout_paths[n_validation:]
+    assert len(training) + len(detector.removed_from_training) + len(val) == 24  # nothing else lost
     assert len(detector.history) == 2
     assert all(0.0 <= value <= 1.0 for value in detector.history)
     assert set(detector.per_augmentation_history) == {"cutmix", "cutpaste_scar"}
@@ -166,3 +176,21 @@ def test_works_with_anomalib_stfpm(demo_root: Path, tmp_path: Path, monkeypatch:
     assert len(detector.history) == engine.trainer.current_epoch
     assert all(0.0 <= value <= 1.0 for value in detector.history)
     assert detector.best_epoch in (0, 1)
+
+
+@pytest.mark.parametrize(("split", "use_validation"), [("synthetic", False), ("same_as_test", True)])
+def test_holdout_comes_from_training_when_validation_normals_are_off_or_test_images(
+    demo_root: Path, tmp_path: Path, split: str, use_validation: bool
+) -> None:
+    """Never test images: with ``same_as_test`` (or the option off) every held-out normal is a training image."""
+    detector = ForgettingDetection(augmentations=["cutpaste"], min_holdout=4, use_validation_normals=use_validation)
+    datamodule = MVTecAD(
+        root=demo_root, category="coffee", train_batch_size=8, eval_batch_size=8, num_workers=0,
+        val_split_mode=split, val_split_ratio=0.2,
+    )  # fmt: skip
+    datamodule.setup("fit")
+    trainer = SimpleNamespace(datamodule=datamodule)
+    detector.setup(trainer, SimpleNamespace(input_size=(64, 64)), "fit")
+    assert len(detector.holdout_paths) == 4
+    assert detector.removed_from_training == detector.holdout_paths
+    assert all("/train/good/" in path for path in detector.holdout_paths)

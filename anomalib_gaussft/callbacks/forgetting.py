@@ -76,6 +76,10 @@ def rank_auroc(normal_scores: torch.Tensor, anomalous_scores: torch.Tensor) -> f
     return float(u_statistic / (n_normal * n_anomalous))
 
 
+#: anomalib ``val_split_mode`` values whose validation set is kept out of training and holds no test image.
+_VALIDATION_FROM_NORMALS = frozenset({"from_train", "synthetic", "from_dir"})
+
+
 class ForgettingDetection(Callback):
     """Detect the onset of catastrophic forgetting with pseudo-anomalies; stop and restore the best epoch.
 
@@ -85,6 +89,10 @@ class ForgettingDetection(Callback):
         holdout_fraction: Fraction of the normal training images held out for validation.
         min_holdout: Minimum number of held-out images (the fraction is raised to reach it).
         max_holdout: Maximum number of held-out images.
+        use_validation_normals: Take the held-out normals from the normal images of anomalib's validation set first,
+            when that set is already kept out of training and holds no test image (``val_split_mode`` ``from_train``,
+            ``synthetic`` or ``from_dir``), and hold out only the rest from the training set. So fewer training
+            images are lost to the Gaussians. Never from test images (``same_as_test``, ``from_test``).
         patience: Number of validation epochs the AUROC may stay below ``best - min_delta`` before stopping.
         min_delta: Tolerated drop below the best AUROC.
         restore_best: Restore the best epoch's state when training ends (by this callback or otherwise).
@@ -97,7 +105,9 @@ class ForgettingDetection(Callback):
         best_score: Best overall pseudo-AUROC so far.
         best_epoch: Epoch of ``best_score`` (the latest one among ties).
         stopped_epoch: Epoch at which forgetting was detected, or ``None``.
-        holdout_paths: Image files held out of the training set for validation.
+        holdout_paths: Normal image files the pseudo-AUROC is computed on (validation normals, then training images
+            held out of the training set).
+        removed_from_training: Those of ``holdout_paths`` that were removed from the training set.
     """
 
     monitor = "val_pseudo_AUROC"
@@ -108,6 +118,7 @@ class ForgettingDetection(Callback):
         holdout_fraction: float = 0.1,
         min_holdout: int = 8,
         max_holdout: int = 32,
+        use_validation_normals: bool = True,
         patience: int = 3,
         min_delta: float = 0.0,
         restore_best: bool = True,
@@ -126,6 +137,7 @@ class ForgettingDetection(Callback):
         self.holdout_fraction = holdout_fraction
         self.min_holdout = min_holdout
         self.max_holdout = max_holdout
+        self.use_validation_normals = use_validation_normals
         self.patience = patience
         self.min_delta = min_delta
         self.restore_best = restore_best
@@ -144,6 +156,7 @@ class ForgettingDetection(Callback):
         self._normal: torch.Tensor | None = None
         self._pseudo: dict[str, torch.Tensor] = {}
         self.holdout_paths: list[str] = []
+        self.removed_from_training: list[str] = []
         self.enabled = True
 
     # ------------------------------------------------------------------ data
@@ -158,19 +171,21 @@ class ForgettingDetection(Callback):
             return
         n_total = len(dataset)
         n_holdout = min(max(round(self.holdout_fraction * n_total), self.min_holdout), self.max_holdout)
-        if n_total - n_holdout < 2:
+        generator = torch.Generator().manual_seed(self.seed)
+        validation, validation_paths = self._validation_normals(trainer, n_holdout, generator)
+        n_from_training = n_holdout - len(validation)
+        if n_total - n_from_training < 2:
             logger.warning(
                 "ForgettingDetection is disabled: %d training images are too few to hold out %d for validation.",
                 n_total,
-                n_holdout,
+                n_from_training,
             )
             self.enabled = False
             return
-        generator = torch.Generator().manual_seed(self.seed)
         permutation = torch.randperm(n_total, generator=generator).tolist()
-        holdout, keep = sorted(permutation[:n_holdout]), sorted(permutation[n_holdout:])
+        holdout, keep = sorted(permutation[:n_from_training]), sorted(permutation[n_from_training:])
+        images = validation + [dataset[index].image for index in holdout]
         size = tuple(pl_module.input_size) if getattr(pl_module, "input_size", None) else None
-        images = [dataset[index].image for index in holdout]
         size = size or tuple(images[0].shape[-2:])
         self._normal = torch.stack(
             [
@@ -180,15 +195,37 @@ class ForgettingDetection(Callback):
                 for image in images
             ]
         ).clamp(0, 1)
-        self.holdout_paths = [str(path) for path in dataset.samples.image_path.iloc[holdout]]
-        dataset.subsample(keep, inplace=True)
+        self.removed_from_training = [str(path) for path in dataset.samples.image_path.iloc[holdout]]
+        self.holdout_paths = validation_paths + self.removed_from_training
+        if holdout:
+            dataset.subsample(keep, inplace=True)
         self._make_pseudo_anomalies()
         logger.info(
-            "ForgettingDetection: held out %d of %d training images; pseudo-anomalies: %s.",
-            n_holdout,
+            "ForgettingDetection: %d normal images from the validation set and %d of %d training images held out; "
+            "pseudo-anomalies: %s.",
+            len(validation),
+            len(holdout),
             n_total,
             ", ".join(self._pseudo),
         )
+
+    def _validation_normals(
+        self, trainer: Trainer, limit: int, generator: torch.Generator
+    ) -> tuple[list[torch.Tensor], list[str]]:
+        """Up to ``limit`` normal images (and their files) of a validation set that holds no test image."""
+        datamodule = getattr(trainer, "datamodule", None)
+        dataset = getattr(datamodule, "val_data", None)
+        mode = str(getattr(getattr(datamodule, "val_split_mode", None), "value", ""))
+        samples = getattr(dataset, "samples", None)
+        if not self.use_validation_normals or mode not in _VALIDATION_FROM_NORMALS or samples is None:
+            return [], []
+        if "label_index" not in samples.columns:
+            return [], []
+        normal = [int(index) for index in (samples.label_index == 0).to_numpy().nonzero()[0]]
+        if len(normal) > limit:
+            order = torch.randperm(len(normal), generator=generator).tolist()
+            normal = sorted(normal[index] for index in order[:limit])
+        return [dataset[index].image for index in normal], [str(path) for path in samples.image_path.iloc[normal]]
 
     def _make_pseudo_anomalies(self) -> None:
         """Make every pseudo-anomaly from the held-out normals, each augmentation with its own fixed seed."""
