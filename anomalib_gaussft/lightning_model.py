@@ -313,7 +313,7 @@ class GaussFT(AnomalibModule):
         self.model.load_fits(estimators)
         self.model.train(was_training)
         self._fitted_at_step = self.global_step if trainer is not None else None
-        logger.info("Fitted GaussFT Gaussians on %d training images.", estimators[0].n_samples)
+        logger.debug("Fitted GaussFT Gaussians on %d training images.", estimators[0].n_samples)
 
     def _refit_if_stale(self) -> None:
         if not self.model.is_fitted or self._fitted_at_step != self.global_step:

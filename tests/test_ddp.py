@@ -57,7 +57,7 @@ class _FitCounts(logging.Handler):
     """Collects the number of images of every Gaussian fit from GaussFT's log."""
 
     def __init__(self) -> None:
-        super().__init__(logging.INFO)
+        super().__init__(logging.DEBUG)
         self.counts: list[int] = []
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -71,7 +71,7 @@ def train_ddp(root: str, output: str) -> None:
     counts = _FitCounts()
     gaussft_logger = logging.getLogger("anomalib_gaussft.lightning_model")
     gaussft_logger.addHandler(counts)
-    gaussft_logger.setLevel(logging.INFO)
+    gaussft_logger.setLevel(logging.DEBUG)
     forgetting = ForgettingDetection(augmentations=["cutpaste", "mixup"], patience=3)
     model = GaussFT(**MODEL_KWARGS, forgetting_detection=forgetting)
     datamodule = _datamodule(root)
