@@ -668,22 +668,11 @@ def check_targets(results: Sequence[BenchmarkResult]) -> list[Target]:
         return _mean([getattr(result, key) for result in grouped[model]])
 
     targets = []
-    if "GaussFT-fixed" in grouped:
-        targets.append(
-            Target(
-                "image AUROC >= fixed features",
-                mean_of("GaussFT", "image_auroc"),
-                mean_of("GaussFT-fixed", "image_auroc"),
+    for reference, label in (("GaussFT-fixed", "fixed features"), ("Padim", "PaDiM"), ("Patchcore", "PatchCore")):
+        if reference in grouped:
+            targets.append(
+                Target(f"image AUROC >= {label}", mean_of("GaussFT", "image_auroc"), mean_of(reference, "image_auroc"))
             )
-        )
-    if "Padim" in grouped:
-        targets.append(
-            Target("image AUROC >= PaDiM", mean_of("GaussFT", "image_auroc"), mean_of("Padim", "image_auroc"))
-        )
-    if "Patchcore" in grouped:
-        targets.append(
-            Target("image AUROC >= PatchCore", mean_of("GaussFT", "image_auroc"), mean_of("Patchcore", "image_auroc"))
-        )
     if "Padim" in grouped:
         targets.append(
             Target("pixel AUROC >= PaDiM", mean_of("GaussFT", "pixel_auroc"), mean_of("Padim", "pixel_auroc"))

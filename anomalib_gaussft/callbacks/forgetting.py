@@ -217,9 +217,8 @@ class ForgettingDetection(Callback):
         dataset = getattr(datamodule, "val_data", None)
         mode = str(getattr(getattr(datamodule, "val_split_mode", None), "value", ""))
         samples = getattr(dataset, "samples", None)
-        if not self.use_validation_normals or mode not in _VALIDATION_FROM_NORMALS or samples is None:
-            return [], []
-        if "label_index" not in samples.columns:
+        usable = self.use_validation_normals and mode in _VALIDATION_FROM_NORMALS
+        if not usable or samples is None or "label_index" not in samples.columns:
             return [], []
         normal = [int(index) for index in (samples.label_index == 0).to_numpy().nonzero()[0]]
         if len(normal) > limit:
