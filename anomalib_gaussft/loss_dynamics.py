@@ -27,19 +27,18 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from anomalib_gaussft.callbacks.forgetting import rank_auroc
+from anomalib_gaussft.lightning_model import GaussFT
 from anomalib_gaussft.loss import MahalanobisLoss
 from anomalib_gaussft.torch_model import GaussFTModel
 
-__all__ = ["EpochRecord", "load_folder", "run_loss_dynamics"]
-
-_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+__all__ = ["EpochRecord", "load_split", "run_loss_dynamics"]
 
 
 @dataclass
@@ -53,26 +52,24 @@ class EpochRecord:
     image_auroc: float = 0.0
 
 
-def load_folder(folder: Path, size: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """Every image under ``folder`` (recursively, sorted), resized to ``size`` and normalised: ``(N, 3, size, size)``.
+def load_split(root: Path, category: str, split: str, transform: Callable) -> tuple[torch.Tensor, torch.Tensor]:
+    """A split of an MVTec-layout category as listed by anomalib, read by anomalib and pre-processed by ``transform``.
+
+    Returns:
+        Images ``(N, 3, H, W)`` and labels ``(N,)`` (1 = anomalous).
 
     Raises:
-        FileNotFoundError: If ``folder`` holds no image.
+        FileNotFoundError: If the split holds no image.
     """
-    from PIL import Image
-    from torchvision.transforms.v2 import functional
+    from anomalib.data.datasets import MVTecADDataset
+    from anomalib.data.utils import read_image
 
-    paths = sorted(path for path in folder.rglob("*") if path.suffix.lower() in _SUFFIXES)
-    if not paths:
-        msg = f"No images under {folder}."
+    samples = MVTecADDataset(root=root, category=category, split=split).samples
+    if samples.empty:
+        msg = f"No {split} images for category {category!r} under {root} (settings `--root`, `--category`)."
         raise FileNotFoundError(msg)
-    images = []
-    for path in paths:
-        with Image.open(path) as image:
-            tensor = functional.pil_to_tensor(image.convert("RGB"))
-        tensor = functional.resize(tensor, [size, size], antialias=True)
-        images.append(functional.normalize(tensor.float() / 255, list(mean), list(std)))
-    return torch.stack(images)
+    images = torch.stack([transform(read_image(path, as_tensor=True)) for path in samples.image_path])
+    return images, torch.as_tensor(samples.label_index.to_numpy())
 
 
 def run_loss_dynamics(
@@ -112,12 +109,11 @@ def run_loss_dynamics(
         raise ValueError(msg)
     torch.manual_seed(seed)
     model = GaussFTModel(backbone, layers=layers, pretrained=pretrained)
-    mean, std = model.feature_extractor.mean, model.feature_extractor.std
-    folder = Path(root) / category
-    train = load_folder(folder / "train" / "good", image_size, mean, std)
-    test_paths = sorted(path for path in (folder / "test").rglob("*") if path.suffix.lower() in _SUFFIXES)
-    test = load_folder(folder / "test", image_size, mean, std)
-    labels = torch.tensor([int(path.parent.name != "good") for path in test_paths])
+    transform = GaussFT.configure_pre_processor(
+        (image_size, image_size), model.feature_extractor.mean, model.feature_extractor.std
+    ).transform  # GaussFT's own pre-processing
+    train, _ = load_split(root, category, "train", transform)
+    test, labels = load_split(root, category, "test", transform)
     loss_fn = MahalanobisLoss()
 
     def refit() -> None:
