@@ -18,13 +18,13 @@ $(STAMP):
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m anomalib_gaussft.demo $(DEMO_ARGS)
+	$(PY) -m anomalib_gaussft.cli.demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check anomalib_gaussft tests
+	$(VENV)/bin/ruff check anomalib_gaussft tests tools && $(VENV)/bin/ruff format --check anomalib_gaussft tests tools
 
 clean:
 	rm -rf $(VENV) results datasets demo_output .pytest_cache

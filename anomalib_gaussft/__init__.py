@@ -24,15 +24,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from anomalib_gaussft.callbacks import ForgettingDetection
-    from anomalib_gaussft.lightning_model import GaussFT
+    from anomalib_gaussft.forgetting import ForgettingDetection
+    from anomalib_gaussft.model.lightning_model import GaussFT
 
 __all__ = ["ForgettingDetection", "GaussFT"]
 __version__ = "0.1.0"
 
 # The two public classes are imported on first access (PEP 562), so that light modules such as
-# `anomalib_gaussft.gaussian` or `anomalib_gaussft.demo_data` do not pull in anomalib and Lightning.
-_LAZY = {"GaussFT": "anomalib_gaussft.lightning_model", "ForgettingDetection": "anomalib_gaussft.callbacks"}
+# `anomalib_gaussft.model.gaussian` or `anomalib_gaussft.data.demo_dataset` do not pull in anomalib and Lightning.
+_LAZY = {"GaussFT": "anomalib_gaussft.model.lightning_model", "ForgettingDetection": "anomalib_gaussft.forgetting"}
 
 
 def __getattr__(name: str) -> Any:

@@ -34,7 +34,7 @@ def register(models_module: ModuleType) -> None:
     Args:
         models_module: The executed ``anomalib.models`` module.
     """
-    from anomalib_gaussft.lightning_model import GaussFT
+    from anomalib_gaussft.model.lightning_model import GaussFT
 
     models_module.GaussFT = GaussFT
     exported = getattr(models_module, "__all__", None)

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from anomalib_gaussft.gaussian import StreamingGaussianEstimator
+from anomalib_gaussft.model.gaussian import StreamingGaussianEstimator
 
 
 def gaussian_shard_worker(rank: int, world_size: int, port: int, data: np.ndarray, queue) -> None:

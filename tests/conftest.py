@@ -18,7 +18,7 @@ TINY_SIZE = (64, 64)
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small demo dataset (two categories, 64 px) generated once per test session."""
-    from anomalib_gaussft.demo_data import generate_demo_dataset
+    from anomalib_gaussft.data.demo_dataset import generate_demo_dataset
 
     root = tmp_path_factory.mktemp("demo")
     return generate_demo_dataset(root, ["brick", "coffee"], image_size=64, n_train=24, n_test_good=6, n_test_defect=3)

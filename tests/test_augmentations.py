@@ -12,8 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from anomalib_gaussft.callbacks import augmentations
-from anomalib_gaussft.callbacks.augmentations import (
+from anomalib_gaussft.forgetting import pseudo_anomalies as augmentations
+from anomalib_gaussft.forgetting.pseudo_anomalies import (
     PSEUDO_ANOMALIES,
     AugMixCorruption,
     CutMix,

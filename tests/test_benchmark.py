@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from anomalib_gaussft import benchmark
 from anomalib_gaussft.benchmark import BenchmarkResult
-from anomalib_gaussft.demo_data import DEMO_CATEGORIES
+from anomalib_gaussft.benchmark import runner as benchmark
+from anomalib_gaussft.data.demo_dataset import DEMO_CATEGORIES
 from anomalib_gaussft.weights import bundled_weights_available
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "benchmark.yaml"

@@ -31,7 +31,7 @@ def test_registration_hook_is_light_and_registers_on_anomalib_import(tmp_path: P
     )
     result = _run([sys.executable, "-c", code], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().splitlines()[-1] == "anomalib_gaussft.lightning_model GaussFT True"
+    assert result.stdout.strip().splitlines()[-1] == "anomalib_gaussft.model.lightning_model GaussFT True"
 
 
 def test_bare_name_and_dotted_class_path_resolve_in_the_cli(tmp_path: Path) -> None:
@@ -57,7 +57,7 @@ def test_anomalib_train_with_yaml_config_reports_metrics_and_loss(demo_root: Pat
         "    layers: [blocks.2, blocks.4, head]\n"
         "    lr: 0.0001\n"
         "    forgetting_detection:\n"
-        "      class_path: anomalib_gaussft.callbacks.ForgettingDetection\n"
+        "      class_path: anomalib_gaussft.forgetting.ForgettingDetection\n"
         "      init_args: {augmentations: [cutpaste, mixup], min_holdout: 4}\n"
     )
     logs = tmp_path / "logs"
@@ -104,7 +104,7 @@ def test_plugin_command_parses_every_subcommand() -> None:
 
 
 def test_demo_reads_metrics_and_formats_the_table(tmp_path: Path) -> None:
-    from anomalib_gaussft.demo import DemoResult, _read_metrics, format_table
+    from anomalib_gaussft.cli.demo import DemoResult, _read_metrics, format_table
 
     metrics = tmp_path / "metrics.csv"
     metrics.write_text(

@@ -33,8 +33,8 @@ from lightning.pytorch import seed_everything
 from torch.utils.data import DistributedSampler
 
 from anomalib_gaussft import GaussFT
-from anomalib_gaussft.callbacks import ForgettingDetection
-from anomalib_gaussft.gaussian import StreamingGaussianEstimator
+from anomalib_gaussft.forgetting import ForgettingDetection
+from anomalib_gaussft.model.gaussian import StreamingGaussianEstimator
 
 WORLD_SIZE = 2
 BATCH_SIZE = 8
@@ -69,7 +69,7 @@ def train_ddp(root: str, output: str) -> None:
     """Train on every rank (run by each process) and save the rank's final state to ``output/rank<r>.pt``."""
     seed_everything(0)
     counts = _FitCounts()
-    gaussft_logger = logging.getLogger("anomalib_gaussft.lightning_model")
+    gaussft_logger = logging.getLogger("anomalib_gaussft.model.lightning_model")
     gaussft_logger.addHandler(counts)
     gaussft_logger.setLevel(logging.DEBUG)
     forgetting = ForgettingDetection(augmentations=["cutpaste", "mixup"], patience=3)

@@ -16,8 +16,8 @@ from PIL import Image
 
 pytest.importorskip("skimage")
 
-from anomalib_gaussft import demo_data
-from anomalib_gaussft.demo_data import DEMO_CATEGORIES, DEMO_SOURCES, generate_demo_dataset, render_sample
+from anomalib_gaussft.data import demo_dataset as demo_data
+from anomalib_gaussft.data.demo_dataset import DEMO_CATEGORIES, DEMO_SOURCES, generate_demo_dataset, render_sample
 
 SMALL = {"image_size": 64, "n_train": 3, "n_test_good": 2, "n_test_defect": 2}
 

@@ -15,8 +15,8 @@ from lightning.pytorch import Callback
 from sklearn.metrics import roc_auc_score
 
 from anomalib_gaussft import ForgettingDetection, GaussFT
-from anomalib_gaussft.callbacks import rank_auroc
-from anomalib_gaussft.forgetting_study import select_epoch
+from anomalib_gaussft.forgetting import rank_auroc
+from tools.forgetting_study import select_epoch
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

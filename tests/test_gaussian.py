@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from scipy.spatial.distance import mahalanobis
 from sklearn.covariance import LedoitWolf
 
-from anomalib_gaussft.gaussian import MultivariateGaussian, StreamingGaussianEstimator, mahalanobis_distance
+from anomalib_gaussft.model.gaussian import MultivariateGaussian, StreamingGaussianEstimator, mahalanobis_distance
 
 
 def _estimate(data: np.ndarray, chunks: int = 5) -> StreamingGaussianEstimator:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from anomalib_gaussft import loss_dynamics
+from tools import loss_dynamics
 
 
 def test_records_every_step_and_epoch(demo_root: Path) -> None:

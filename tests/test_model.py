@@ -10,9 +10,9 @@ from anomalib.engine import Engine
 from conftest import TINY_MODEL_KWARGS
 
 from anomalib_gaussft import GaussFT
-from anomalib_gaussft.gaussian import MultivariateGaussian, StreamingGaussianEstimator
-from anomalib_gaussft.loss import MahalanobisLoss
-from anomalib_gaussft.torch_model import GaussFTModel
+from anomalib_gaussft.model.gaussian import MultivariateGaussian, StreamingGaussianEstimator
+from anomalib_gaussft.model.loss import MahalanobisLoss
+from anomalib_gaussft.model.torch_model import GaussFTModel
 from anomalib_gaussft.weights import PretrainedWeightsNotFoundError
 
 

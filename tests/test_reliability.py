@@ -25,8 +25,8 @@ from lightning.pytorch import seed_everything
 from PIL import Image
 
 from anomalib_gaussft import GaussFT
-from anomalib_gaussft.callbacks import ForgettingDetection
-from anomalib_gaussft.memory_benchmark import measure_fit_memory
+from anomalib_gaussft.forgetting import ForgettingDetection
+from tools.memory_benchmark import measure_fit_memory
 
 SIZE = 32
 TINY = {

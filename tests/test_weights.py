@@ -25,7 +25,6 @@ import torch.nn.functional as F  # noqa: N812
 import torchvision
 from safetensors.torch import save_file
 
-from anomalib_gaussft import weights
 from anomalib_gaussft.weights import (
     PretrainedWeightsNotFoundError,
     bundled_weights_available,
@@ -34,6 +33,7 @@ from anomalib_gaussft.weights import (
     import_weights_to_hub_cache,
     load_pretrained_weights,
 )
+from anomalib_gaussft.weights import sources as weights
 
 LITE = ("tf_efficientnet_lite0", "tf_efficientnet_lite1")
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat

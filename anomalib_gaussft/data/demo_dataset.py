@@ -30,7 +30,7 @@ official ones (it only downloads MVTec AD when ``<root>/<category>`` is missing)
 
 Example:
     >>> from anomalib.data import MVTecAD
-    >>> from anomalib_gaussft.demo_data import generate_demo_dataset
+    >>> from anomalib_gaussft.data.demo_dataset import generate_demo_dataset
     >>> root = generate_demo_dataset("./datasets/demo", ["brick", "coffee"], seed=0)
     >>> datamodule = MVTecAD(root=root, category="brick")
     >>> datamodule.setup()

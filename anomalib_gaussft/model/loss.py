@@ -10,7 +10,7 @@ through the features only.
 
 Example:
     >>> import torch
-    >>> from anomalib_gaussft.gaussian import MultivariateGaussian
+    >>> from anomalib_gaussft.model.gaussian import MultivariateGaussian
     >>> loss_fn = MahalanobisLoss()
     >>> features = [torch.randn(4, 8, requires_grad=True), torch.randn(4, 16, requires_grad=True)]
     >>> loss = loss_fn(features, [MultivariateGaussian(8), MultivariateGaussian(16)])
@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from anomalib_gaussft.gaussian import MultivariateGaussian
+from anomalib_gaussft.model.gaussian import MultivariateGaussian
 
 __all__ = ["MahalanobisLoss"]
 

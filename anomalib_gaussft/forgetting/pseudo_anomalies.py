@@ -34,7 +34,7 @@ height and width.
 
 Example:
     >>> import torch
-    >>> from anomalib_gaussft.callbacks.augmentations import build_pseudo_anomalies
+    >>> from anomalib_gaussft.forgetting.pseudo_anomalies import build_pseudo_anomalies
     >>> generators = build_pseudo_anomalies(["cutpaste", "mixup"])
     >>> sorted(generators)
     ['cutpaste', 'mixup']

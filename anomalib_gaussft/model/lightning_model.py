@@ -9,7 +9,7 @@ ImageNet-pretrained CNN, and the CNN is fine-tuned with the Mahalanobis distance
 Gaussian as the loss. The Gaussian is re-estimated from the current network on the whole training set at the start
 of every training epoch and before every validation; gradients flow through the features, not the Gaussian.
 Fine-tuning on normal images only drifts towards catastrophic forgetting; the
-:class:`~anomalib_gaussft.callbacks.ForgettingDetection` callback (on by default) detects its onset with
+:class:`~anomalib_gaussft.forgetting.ForgettingDetection` callback (on by default) detects its onset with
 pseudo-anomalies and restores the best epoch.
 
 Example:
@@ -49,8 +49,8 @@ from PIL import Image
 from torch import nn
 from torchvision.transforms.v2 import Compose, Normalize, Resize
 
-from anomalib_gaussft.loss import MahalanobisLoss
-from anomalib_gaussft.torch_model import GaussFTModel
+from anomalib_gaussft.model.loss import MahalanobisLoss
+from anomalib_gaussft.model.torch_model import GaussFTModel
 from anomalib_gaussft.weights import PretrainedWeightsNotFoundError
 
 logger = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ class GaussFT(AnomalibModule):
         image_score: ``"global"`` (the paper: sum of per-level Mahalanobis distances of pooled features) or
             ``"combined"`` (adds the anomaly map's maximum; see :class:`GaussFTModel`).
         sigma: Smoothing of the anomaly map in input pixels.
-        forgetting_detection: Add the :class:`~anomalib_gaussft.callbacks.ForgettingDetection` callback with its
+        forgetting_detection: Add the :class:`~anomalib_gaussft.forgetting.ForgettingDetection` callback with its
             defaults (``True``), not at all (``False``), or pass a configured instance.
         pretrained_epoch: Make the first epoch score the pretrained network without optimiser steps, so that
             validation and forgetting detection see the fixed-feature starting point (Rippel et al. 2020) and can
@@ -251,7 +251,7 @@ class GaussFT(AnomalibModule):
             if isinstance(self.forgetting_detection, Callback):
                 callbacks.append(self.forgetting_detection)
             else:
-                from anomalib_gaussft.callbacks import ForgettingDetection
+                from anomalib_gaussft.forgetting import ForgettingDetection
 
                 callbacks.append(ForgettingDetection())
         return callbacks

@@ -4,7 +4,7 @@
 """How GaussFT's Mahalanobis loss behaves while fine-tuning: step by step, epoch by epoch.
 
 The Lightning module logs one ``train_loss`` per epoch. This script opens that number up, in plain PyTorch on one
-MVTec-layout category, with the same model (:class:`~anomalib_gaussft.torch_model.GaussFTModel`), loss and schedule
+MVTec-layout category, with the same model (:class:`~anomalib_gaussft.model.GaussFTModel`), loss and schedule
 as :class:`~anomalib_gaussft.GaussFT` (Gaussians re-fitted on the whole training set before every epoch and held
 fixed within it, BatchNorm statistics frozen). Per epoch it prints:
 
@@ -19,8 +19,8 @@ numbers.
 Example:
     .. code-block:: bash
 
-        python -m anomalib_gaussft.loss_dynamics --root datasets/demo --category brick --epochs 4
-        python -m anomalib_gaussft.loss_dynamics --root datasets/demo --category brick --optimizer sgd --lr 1e-5
+        python -m tools.loss_dynamics --root datasets/demo --category brick --epochs 4
+        python -m tools.loss_dynamics --root datasets/demo --category brick --optimizer sgd --lr 1e-5
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from pathlib import Path
 
 import torch
 
-from anomalib_gaussft.callbacks.forgetting import rank_auroc
-from anomalib_gaussft.lightning_model import GaussFT
-from anomalib_gaussft.loss import MahalanobisLoss
-from anomalib_gaussft.torch_model import GaussFTModel
+from anomalib_gaussft.forgetting.callback import rank_auroc
+from anomalib_gaussft.model.lightning_model import GaussFT
+from anomalib_gaussft.model.loss import MahalanobisLoss
+from anomalib_gaussft.model.torch_model import GaussFTModel
 
 __all__ = ["EpochRecord", "load_split", "run_loss_dynamics"]
 
@@ -171,10 +171,8 @@ def format_record(record: EpochRecord) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m anomalib_gaussft.loss_dynamics``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m anomalib_gaussft.loss_dynamics", description=__doc__.splitlines()[0]
-    )
+    """``python -m tools.loss_dynamics``."""
+    parser = argparse.ArgumentParser(prog="python -m tools.loss_dynamics", description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=Path("datasets/demo"), help="MVTec-layout root (demo data).")
     parser.add_argument("--category", default="brick")
     parser.add_argument("--backbone", default="tf_efficientnet_lite0")
@@ -189,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if not (args.root / args.category).is_dir():
-        from anomalib_gaussft.demo_data import DEMO_SOURCES, generate_demo_dataset
+        from anomalib_gaussft.data.demo_dataset import DEMO_SOURCES, generate_demo_dataset
 
         if args.category not in DEMO_SOURCES:
             msg = f"{args.root / args.category} does not exist (settings `--root`, `--category`)."

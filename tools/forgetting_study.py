@@ -5,7 +5,7 @@
 
 One fine-tuning run per category records, after every epoch (and for the pretrained starting point, epoch 0 with
 GaussFT's ``pretrained_epoch``), the overall and per-augmentation pseudo-AUROC of
-:class:`~anomalib_gaussft.callbacks.ForgettingDetection` and the test image and pixel AUROC. The run never stops
+:class:`~anomalib_gaussft.forgetting.ForgettingDetection` and the test image and pixel AUROC. The run never stops
 early, so the stop rule can be applied afterwards to any curve: the decision of the callback depends on the curve
 only, so applying :func:`select_epoch` to the overall curve gives exactly the epoch the callback would restore, and
 applying it to one augmentation's curve gives the epoch that augmentation alone would choose. Output: CSV of the
@@ -15,7 +15,7 @@ augmentation alone) and a plot per category with the chosen epoch marked.
 Example:
     .. code-block:: bash
 
-        python -m anomalib_gaussft.forgetting_study --categories brick coffee --epochs 10 --lr 1e-3
+        python -m tools.forgetting_study --categories brick coffee --epochs 10 --lr 1e-3
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def _tracker_class() -> type:
     from lightning.pytorch import Callback
     from lightning.pytorch.trainer.states import TrainerFn
 
-    from anomalib_gaussft.callbacks.forgetting import rank_auroc
+    from anomalib_gaussft.forgetting.callback import rank_auroc
 
     class _TestSetTracker(Callback):
         """Score the test set after every validation epoch (for studies only: it reads test labels)."""
@@ -222,10 +222,8 @@ def _write_outputs(results: dict[str, dict], output: Path, patience: int, comman
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m anomalib_gaussft.forgetting_study``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m anomalib_gaussft.forgetting_study", description=__doc__.splitlines()[0]
-    )
+    """``python -m tools.forgetting_study``."""
+    parser = argparse.ArgumentParser(prog="python -m tools.forgetting_study", description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=Path("datasets/demo"))
     parser.add_argument("--categories", nargs="+", default=["brick", "coffee", "cat"])
     parser.add_argument("--epochs", type=int, default=10)
@@ -235,9 +233,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=Path("results/forgetting_study"))
     args = parser.parse_args(argv)
-    command = "python -m anomalib_gaussft.forgetting_study " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python -m tools.forgetting_study " + " ".join(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from anomalib_gaussft.demo_data import generate_demo_dataset
+    from anomalib_gaussft.data.demo_dataset import generate_demo_dataset
 
     root = generate_demo_dataset(args.root, args.categories, seed=args.seed)
     results = {}

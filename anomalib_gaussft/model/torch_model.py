@@ -5,7 +5,7 @@
 
 Data flows one way:
 
-1. :class:`~anomalib_gaussft.feature_extractor.FeatureExtractor` returns the feature maps of the requested levels.
+1. :class:`~anomalib_gaussft.model.feature_extractor.FeatureExtractor` returns the feature maps of the requested levels.
 2. Global path: every level in ``layers`` is global-average-pooled; one :class:`MultivariateGaussian` per level;
    the image score is the sum of the per-level Mahalanobis distances (Rippel et al. 2020, 2021).
 3. Local path: the ``map_layers`` feature maps are concatenated at the finest resolution; one shared Gaussian over
@@ -32,9 +32,9 @@ import torch
 from anomalib.data import InferenceBatch
 from torch import nn
 
-from anomalib_gaussft.anomaly_map import AnomalyMapGenerator, concatenate_local_features
-from anomalib_gaussft.feature_extractor import FeatureExtractor, backbone_levels
-from anomalib_gaussft.gaussian import MultivariateGaussian, StreamingGaussianEstimator
+from anomalib_gaussft.model.anomaly_map import AnomalyMapGenerator, concatenate_local_features
+from anomalib_gaussft.model.feature_extractor import FeatureExtractor, backbone_levels
+from anomalib_gaussft.model.gaussian import MultivariateGaussian, StreamingGaussianEstimator
 
 __all__ = ["IMAGE_SCORES", "GaussFTModel", "default_map_layers"]
 

@@ -26,11 +26,11 @@ __all__ = ["main"]
 # subcommand -> (module with add_arguments/run, help)
 SUBCOMMANDS = {
     "demo-data": (
-        "anomalib_gaussft.demo_data",
+        "anomalib_gaussft.data.demo_dataset",
         "Write the MVTec-layout demo dataset made from scikit-image's CC0 images.",
     ),
     "weights": ("anomalib_gaussft.weights", "Offline pretrained weights: list them, import them into the hub cache."),
-    "demo": ("anomalib_gaussft.demo", "The main job: demo data, GaussFT training, test, pictures, export, table."),
+    "demo": ("anomalib_gaussft.cli.demo", "The main job: demo data, GaussFT training, test, pictures, export, table."),
     "benchmark": ("anomalib_gaussft.benchmark", "GaussFT vs PaDiM vs PatchCore on the same data and backbone."),
 }
 

@@ -30,14 +30,14 @@ from its per-node counters) show where the time goes beyond the backbone.
 Results go to ``<output-dir>/results.md`` (tables and environment) and ``<output-dir>/results.csv``.
 
 Example:
-    >>> from anomalib_gaussft.deployment_benchmark import build_parser
+    >>> from tools.deployment_benchmark import build_parser
     >>> args = build_parser().parse_args(["--rounds", "1", "--no-baselines"])
     >>> args.backbone, args.image_size, args.batch_size
     ('tf_efficientnet_lite0', 224, 16)
 
     From the command line::
 
-        python -m anomalib_gaussft.deployment_benchmark --output-dir results/deployment --rounds 3
+        python -m tools.deployment_benchmark --output-dir results/deployment --rounds 3
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ if TYPE_CHECKING:
     from anomalib.models.components import AnomalibModule
     from torch import nn
 
-    from anomalib_gaussft.lightning_model import GaussFT
+    from anomalib_gaussft.model.lightning_model import GaussFT
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class _Candidate:
 def build_parser() -> argparse.ArgumentParser:
     """The benchmark's argument parser (all options have defaults)."""
     parser = argparse.ArgumentParser(
-        prog="python -m anomalib_gaussft.deployment_benchmark",
+        prog="python -m tools.deployment_benchmark",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -399,7 +399,7 @@ def _fit(model: AnomalibModule, args: argparse.Namespace, root: Path, run_dir: P
 
 
 def _fit_gaussft(args: argparse.Namespace, root: Path, work_dir: Path) -> GaussFT:
-    from anomalib_gaussft.lightning_model import GaussFT
+    from anomalib_gaussft.model.lightning_model import GaussFT
 
     model = GaussFT(
         backbone=args.backbone,
@@ -443,7 +443,7 @@ def _breakdown(module: GaussFT, batch: np.ndarray, args: argparse.Namespace) -> 
     """Milliseconds per image of each stage of GaussFT's eager forward at the benchmark batch size."""
     import torch
 
-    from anomalib_gaussft.anomaly_map import concatenate_local_features
+    from anomalib_gaussft.model.anomaly_map import concatenate_local_features
 
     model = module.model
     post = module.post_processor
@@ -610,7 +610,7 @@ def _run(args: argparse.Namespace, output_dir: Path, work_dir: Path) -> list[Mea
 
     import torch
 
-    from anomalib_gaussft.demo_data import generate_demo_dataset
+    from anomalib_gaussft.data.demo_dataset import generate_demo_dataset
 
     torch.manual_seed(args.seed)
     if args.threads:
@@ -842,7 +842,7 @@ def _write(
         writer.writeheader()
         for m in measurements:
             writer.writerow(asdict(m))
-    command = " ".join(["python -m anomalib_gaussft.deployment_benchmark", *sys.argv[1:]])
+    command = " ".join(["python -m tools.deployment_benchmark", *sys.argv[1:]])
     lines = [
         "# GaussFT deployment benchmark",
         "",

@@ -4,7 +4,7 @@
 """Peak memory of GaussFT's Gaussian fit for different numbers of training images.
 
 The fit (:meth:`~anomalib_gaussft.GaussFT.fit_gaussians`) streams the training set batch by batch into float64
-moment accumulators (:class:`~anomalib_gaussft.gaussian.StreamingGaussianEstimator`), so its memory is set by the
+moment accumulators (:class:`~anomalib_gaussft.model.gaussian.StreamingGaussianEstimator`), so its memory is set by the
 feature dimensions and the batch size, not by the number of images. This module measures that: it fits a GaussFT
 model on ``n`` synthetic images (generated on the fly, so no dataset sits in memory) while a thread samples the
 resident set size (RSS), and reports the peak increase over the RSS before the fit. For comparison it also reports
@@ -15,11 +15,11 @@ Each measurement runs in a fresh Python process, so that memory freed by one run
 Example:
     From the command line::
 
-        python -m anomalib_gaussft.memory_benchmark --images 100 2000
+        python -m tools.memory_benchmark --images 100 2000
 
     or for one count, in this process:
 
-    >>> from anomalib_gaussft.memory_benchmark import measure_fit_memory
+    >>> from tools.memory_benchmark import measure_fit_memory
     >>> result = measure_fit_memory(8, image_size=32, batch_size=4)  # doctest: +SKIP
     >>> result["n_samples"]  # doctest: +SKIP
     8
@@ -144,7 +144,7 @@ def measure_fit_memory(
         accumulators), ``store_all_features_mib`` (what keeping every pooled and local feature vector in float32
         would take), ``seconds`` and the settings.
     """
-    from anomalib_gaussft.lightning_model import GaussFT
+    from anomalib_gaussft.model.lightning_model import GaussFT
 
     torch.manual_seed(0)
     model = GaussFT(
@@ -203,7 +203,7 @@ def run_in_subprocesses(counts: Sequence[int], **kwargs: Any) -> list[dict[str, 
     for count in counts:
         code = (
             "import json, sys\n"
-            "from anomalib_gaussft.memory_benchmark import measure_fit_memory\n"
+            "from tools.memory_benchmark import measure_fit_memory\n"
             f"print('RESULT ' + json.dumps(measure_fit_memory({int(count)}, **json.loads(sys.argv[1]))))\n"
         )
         completed = subprocess.run(

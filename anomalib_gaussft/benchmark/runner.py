@@ -327,7 +327,7 @@ def _build_model(name: str, backbone: str, image_size: int, pretrained: bool) ->
     """One of :data:`MODEL_CHOICES` with the shared backbone, pre-processing and evaluator."""
     from anomalib.models import Padim, Patchcore
 
-    from anomalib_gaussft.lightning_model import GaussFT
+    from anomalib_gaussft.model.lightning_model import GaussFT
 
     size = (image_size, image_size)
     common: dict[str, Any] = {"evaluator": _evaluator(), "visualizer": False}
@@ -413,8 +413,8 @@ def _benchmark_one(
     from lightning.pytorch import seed_everything
     from lightning.pytorch.trainer.states import TrainerFn
 
-    from anomalib_gaussft.callbacks import ForgettingDetection
-    from anomalib_gaussft.callbacks.forgetting import rank_auroc
+    from anomalib_gaussft.forgetting import ForgettingDetection
+    from anomalib_gaussft.forgetting.callback import rank_auroc
 
     gc.collect()
     reset_peak_rss()
@@ -927,7 +927,7 @@ def run(args: argparse.Namespace) -> int:
     output.mkdir(parents=True, exist_ok=True)
     categories = _categories(args.root, args.categories)
     if args.root is None:
-        from anomalib_gaussft.demo_data import generate_demo_dataset
+        from anomalib_gaussft.data.demo_dataset import generate_demo_dataset
 
         print(f"Writing the demo dataset ({', '.join(categories)}) to ./datasets/demo ...", flush=True)
         root = generate_demo_dataset(Path("datasets/demo"), categories, seed=args.seed).resolve()

@@ -19,11 +19,11 @@ by augmentations used for vicinal risk minimisation (Mixup, CutMix, CutPaste, ..
 It works with any anomalib model whose eval-mode ``model`` returns an ``InferenceBatch`` with ``pred_score``.
 
 Example:
-    >>> from anomalib_gaussft.callbacks import ForgettingDetection
+    >>> from anomalib_gaussft.forgetting import ForgettingDetection
     >>> callback = ForgettingDetection(augmentations=["cutpaste", "mixup"], patience=2)
 
     From the command line: ``--model.forgetting_detection false`` removes it from GaussFT; with another model add
-    it with ``--trainer.callbacks anomalib_gaussft.callbacks.ForgettingDetection``.
+    it with ``--trainer.callbacks anomalib_gaussft.forgetting.ForgettingDetection``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import torch.nn.functional as F  # noqa: N812
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.trainer.states import TrainerFn
 
-from anomalib_gaussft.callbacks.augmentations import PSEUDO_ANOMALIES, build_pseudo_anomalies
+from anomalib_gaussft.forgetting.pseudo_anomalies import PSEUDO_ANOMALIES, build_pseudo_anomalies
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class ForgettingDetection(Callback):
 
     Args:
         augmentations: Names of the pseudo-anomaly generators (see
-            :data:`~anomalib_gaussft.callbacks.augmentations.PSEUDO_ANOMALIES`).
+            :data:`~anomalib_gaussft.forgetting.pseudo_anomalies.PSEUDO_ANOMALIES`).
         holdout_fraction: Fraction of the normal training images held out for validation.
         min_holdout: Minimum number of held-out images (the fraction is raised to reach it).
         max_holdout: Maximum number of held-out images.

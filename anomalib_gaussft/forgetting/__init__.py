@@ -4,12 +4,12 @@
 """Callbacks of GaussFT: forgetting detection with pseudo-anomalies.
 
 Example:
-    >>> from anomalib_gaussft.callbacks import ForgettingDetection
+    >>> from anomalib_gaussft.forgetting import ForgettingDetection
     >>> ForgettingDetection(augmentations=["cutpaste"]).augmentation_names
     ['cutpaste']
 """
 
-from anomalib_gaussft.callbacks.augmentations import PSEUDO_ANOMALIES, build_pseudo_anomalies
-from anomalib_gaussft.callbacks.forgetting import ForgettingDetection, rank_auroc
+from anomalib_gaussft.forgetting.callback import ForgettingDetection, rank_auroc
+from anomalib_gaussft.forgetting.pseudo_anomalies import PSEUDO_ANOMALIES, build_pseudo_anomalies
 
 __all__ = ["PSEUDO_ANOMALIES", "ForgettingDetection", "build_pseudo_anomalies", "rank_auroc"]

