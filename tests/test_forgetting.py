@@ -15,7 +15,7 @@ from lightning.pytorch import Callback
 from sklearn.metrics import roc_auc_score
 
 from anomalib_gaussft import ForgettingDetection, GaussFT
-from anomalib_gaussft.forgetting import rank_auroc
+from anomalib_gaussft.evaluation import rank_auroc
 from tools.forgetting_study import select_epoch
 
 

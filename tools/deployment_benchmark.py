@@ -258,11 +258,10 @@ def _openvino_default_precision() -> str:
 # -------------------------------------------------------------------------------------------------------------- modules
 def _score_only_module(module: GaussFT) -> nn.Module:
     """GaussFT without the anomaly-map branch: normalised image score and label only."""
-    import torch
     from torch import nn
 
-    if module.model.image_score != "global":
-        msg = f"The score-only variant needs image_score='global', got {module.model.image_score!r}."
+    if module.model.image_score_mode != "global":
+        msg = f"The score-only variant needs image_score='global', got {module.model.image_score_mode!r}."
         raise ValueError(msg)
 
     class ImageScoreOnly(nn.Module):
@@ -273,15 +272,10 @@ def _score_only_module(module: GaussFT) -> nn.Module:
             self.post_processor = module.post_processor
 
         def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            extractor = self.model.feature_extractor
-            features = dict(zip(extractor.layers, extractor(self.pre_processor(images)), strict=True))
-            distances = [
-                gaussian(features[name].mean(dim=(2, 3)))
-                for gaussian, name in zip(self.model.gaussians, self.model.layers, strict=True)
-            ]
+            pooled, _ = self.model.embed(self.pre_processor(images), with_local=False)
             post = self.post_processor
             score = post._normalize(  # anomalib's own normalisation
-                torch.stack(distances, dim=1).sum(dim=1), post.image_min, post.image_max, post.image_threshold
+                self.model.image_score(pooled), post.image_min, post.image_max, post.image_threshold
             )
             return score, score > post.normalized_image_threshold
 

@@ -65,7 +65,7 @@ def _tracker_class() -> type:
     from lightning.pytorch import Callback
     from lightning.pytorch.trainer.states import TrainerFn
 
-    from anomalib_gaussft.forgetting.callback import rank_auroc
+    from anomalib_gaussft.evaluation import rank_auroc
 
     class _TestSetTracker(Callback):
         """Score the test set after every validation epoch (for studies only: it reads test labels)."""

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from anomalib_gaussft.forgetting.callback import rank_auroc
+from anomalib_gaussft.evaluation import rank_auroc
 from anomalib_gaussft.model.lightning_model import GaussFT
 from anomalib_gaussft.model.loss import MahalanobisLoss
 from anomalib_gaussft.model.torch_model import GaussFTModel

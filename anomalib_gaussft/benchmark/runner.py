@@ -380,12 +380,7 @@ def _gaussft_image_score_path(module: Any) -> Callable[[torch.Tensor], torch.Ten
     inner = module.model
 
     def score(images: torch.Tensor) -> torch.Tensor:
-        features = dict(zip(inner.feature_extractor.layers, inner.feature_extractor(images), strict=True))
-        distances = [
-            gaussian(features[name].mean(dim=(2, 3)))
-            for gaussian, name in zip(inner.gaussians, inner.layers, strict=True)
-        ]
-        return sum(distances[1:], distances[0])
+        return inner.image_score(inner.embed(images, with_local=False)[0])
 
     return score
 
@@ -413,8 +408,8 @@ def _benchmark_one(
     from lightning.pytorch import seed_everything
     from lightning.pytorch.trainer.states import TrainerFn
 
+    from anomalib_gaussft.evaluation import rank_auroc
     from anomalib_gaussft.forgetting import ForgettingDetection
-    from anomalib_gaussft.forgetting.callback import rank_auroc
 
     gc.collect()
     reset_peak_rss()

@@ -9,7 +9,7 @@ Example:
     ['cutpaste']
 """
 
-from anomalib_gaussft.forgetting.callback import ForgettingDetection, rank_auroc
+from anomalib_gaussft.forgetting.callback import ForgettingDetection
 from anomalib_gaussft.forgetting.pseudo_anomalies import PSEUDO_ANOMALIES, build_pseudo_anomalies
 
-__all__ = ["PSEUDO_ANOMALIES", "ForgettingDetection", "build_pseudo_anomalies", "rank_auroc"]
+__all__ = ["PSEUDO_ANOMALIES", "ForgettingDetection", "build_pseudo_anomalies"]

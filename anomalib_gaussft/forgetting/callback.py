@@ -37,43 +37,12 @@ import torch.nn.functional as F  # noqa: N812
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.trainer.states import TrainerFn
 
+from anomalib_gaussft.evaluation import rank_auroc, score_images
 from anomalib_gaussft.forgetting.pseudo_anomalies import PSEUDO_ANOMALIES, build_pseudo_anomalies
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ForgettingDetection", "rank_auroc"]
-
-
-def rank_auroc(normal_scores: torch.Tensor, anomalous_scores: torch.Tensor) -> float:
-    """AUROC from ranks: the probability that an anomalous score exceeds a normal one (ties count half).
-
-    Computed with the Mann-Whitney U statistic over tie-averaged ranks in ``O(n log n)``, in float64, so unbounded
-    scores are fine (no sigmoid squashing as in torchmetrics' BinaryAUROC on logits) and millions of pixels too.
-
-    Args:
-        normal_scores: Scores of normal samples (any shape, flattened).
-        anomalous_scores: Scores of anomalous samples (any shape, flattened).
-
-    Returns:
-        The AUROC in ``[0, 1]``.
-
-    Example:
-        >>> rank_auroc(torch.tensor([0.0, 1.0]), torch.tensor([2.0, 1.0]))
-        0.875
-    """
-    normal = normal_scores.detach().double().flatten().cpu()
-    anomalous = anomalous_scores.detach().double().flatten().cpu()
-    n_normal, n_anomalous = normal.numel(), anomalous.numel()
-    if n_normal == 0 or n_anomalous == 0:
-        msg = "AUROC needs at least one normal and one anomalous score."
-        raise ValueError(msg)
-    scores = torch.cat([normal, anomalous])
-    _, inverse, counts = torch.unique(scores, sorted=True, return_inverse=True, return_counts=True)
-    last_rank = torch.cumsum(counts, dim=0).double()  # 1-based rank of the last element of each tie group
-    average_rank = last_rank - (counts.double() - 1) / 2
-    rank_sum = average_rank[inverse[n_normal:]].sum()
-    u_statistic = rank_sum - n_anomalous * (n_anomalous + 1) / 2
-    return float(u_statistic / (n_normal * n_anomalous))
+__all__ = ["ForgettingDetection"]
 
 
 #: anomalib ``val_split_mode`` values whose validation set is kept out of training and holds no test image.
@@ -232,21 +201,6 @@ class ForgettingDetection(Callback):
             generator = torch.Generator().manual_seed(self.seed * 1000 + index + 1)
             self._pseudo[name], _ = augmentation(self._normal, generator)
 
-    @torch.no_grad()
-    def _score(self, pl_module: LightningModule, images: torch.Tensor) -> torch.Tensor:
-        model = pl_module.model
-        was_training = model.training
-        model.eval()
-        transform = getattr(getattr(pl_module, "pre_processor", None), "transform", None)
-        scores = []
-        for start in range(0, images.shape[0], self.batch_size):
-            batch = images[start : start + self.batch_size].to(pl_module.device)
-            if transform is not None:
-                batch = transform(batch)
-            scores.append(model(batch).pred_score.flatten().float().cpu())
-        model.train(was_training)
-        return torch.cat(scores)
-
     def evaluate(self, pl_module: LightningModule) -> dict[str, float]:
         """Pseudo-AUROC overall and per augmentation for the model as it is now.
 
@@ -256,8 +210,10 @@ class ForgettingDetection(Callback):
         if self._normal is None:
             msg = "ForgettingDetection.evaluate() called before setup('fit') made the validation images."
             raise RuntimeError(msg)
-        normal_scores = self._score(pl_module, self._normal)
-        pseudo_scores = {name: self._score(pl_module, images) for name, images in self._pseudo.items()}
+        normal_scores = score_images(pl_module, self._normal, self.batch_size)
+        pseudo_scores = {
+            name: score_images(pl_module, images, self.batch_size) for name, images in self._pseudo.items()
+        }
         metrics = {self.monitor: rank_auroc(normal_scores, torch.cat(list(pseudo_scores.values())))}
         for name, scores in pseudo_scores.items():
             metrics[f"{self.monitor}_{name}"] = rank_auroc(normal_scores, scores)

@@ -86,7 +86,7 @@ class GaussFTModel(nn.Module):
             msg = f"Unknown image_score {image_score!r} (setting `image_score`); choose one of {IMAGE_SCORES}."
             raise ValueError(msg)
         self.freeze_batchnorm = freeze_batchnorm
-        self.image_score = image_score
+        self.image_score_mode = image_score
         # Resolve the level lists before building the extractor so that it returns exactly their union.
         levels = backbone_levels(backbone)
         self.layers = list(layers) if layers is not None else levels
@@ -120,11 +120,17 @@ class GaussFTModel(nn.Module):
                     module.train(False)
         return self
 
-    def embed(self, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Pooled features per global level ``[(N, p_l)]`` and the local feature map ``(N, p_local, h, w)``."""
+    def embed(self, images: torch.Tensor, with_local: bool = True) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """Pooled features per global level ``[(N, p_l)]`` and the local feature map ``(N, p_local, h, w)``.
+
+        Args:
+            images: Normalised images ``(N, 3, H, W)``.
+            with_local: Also build the local feature map (``None`` in its place otherwise, e.g. for the image score
+                alone).
+        """
         features = dict(zip(self.feature_extractor.layers, self.feature_extractor(images), strict=True))
         pooled = [features[name].mean(dim=(2, 3)) for name in self.layers]
-        local = concatenate_local_features([features[name] for name in self.map_layers])
+        local = concatenate_local_features([features[name] for name in self.map_layers]) if with_local else None
         return pooled, local
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor] | InferenceBatch:
@@ -132,16 +138,33 @@ class GaussFTModel(nn.Module):
         pooled, local = self.embed(images)
         if self.training:
             return pooled
-        distances = torch.stack([gaussian(p) for gaussian, p in zip(self.gaussians, pooled, strict=True)], dim=1)
         local_scores = self.local_gaussian.distance_map(local)
         anomaly_map = self.anomaly_map_generator(local_scores, images.shape[-2:])
-        if self.image_score == "global":
-            pred_score = distances.sum(dim=1)
-        else:
-            dims = torch.tensor([g.dim for g in self.gaussians], dtype=distances.dtype, device=distances.device)
-            local_max = local_scores.flatten(1).amax(dim=1) / self.local_gaussian.dim**0.5
-            pred_score = (distances / dims.sqrt()).mean(dim=1) + local_max
-        return InferenceBatch(pred_score=pred_score, anomaly_map=anomaly_map)
+        return InferenceBatch(pred_score=self.image_score(pooled, local_scores), anomaly_map=anomaly_map)
+
+    def level_distances(self, pooled: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Mahalanobis distance of each global level's pooled features to its Gaussian, shape ``(N, L)``."""
+        return torch.stack([gaussian(p) for gaussian, p in zip(self.gaussians, pooled, strict=True)], dim=1)
+
+    def image_score(self, pooled: Sequence[torch.Tensor], local_scores: torch.Tensor | None = None) -> torch.Tensor:
+        """Image score ``(N,)`` from the pooled features (and, for ``"combined"``, the local distance map).
+
+        Args:
+            pooled: Pooled features per global level, as returned by :meth:`embed`.
+            local_scores: Local distance map ``(N, 1, h, w)``; needed only for ``image_score="combined"``.
+
+        Returns:
+            The raw (unnormalised) image scores.
+        """
+        distances = self.level_distances(pooled)
+        if self.image_score_mode == "global":
+            return distances.sum(dim=1)
+        if local_scores is None:
+            msg = "image_score='combined' needs the local distance map (`local_scores`)."
+            raise ValueError(msg)
+        dims = torch.tensor([g.dim for g in self.gaussians], dtype=distances.dtype, device=distances.device)
+        local_max = local_scores.flatten(1).amax(dim=1) / self.local_gaussian.dim**0.5
+        return (distances / dims.sqrt()).mean(dim=1) + local_max
 
     def new_estimators(self, device: torch.device | str) -> list[StreamingGaussianEstimator]:
         """Empty estimators, one per global level followed by one for the local Gaussian."""
