@@ -50,6 +50,8 @@ from torch import nn
 from torchvision.transforms.v2 import Compose, Normalize, Resize
 
 from anomalib_gaussft.model.loss import MahalanobisLoss
+from anomalib_gaussft.model.openvino_precision import keep_float32
+from anomalib_gaussft.model.post_processing import GaussFTPostProcessor
 from anomalib_gaussft.model.torch_model import GaussFTModel
 from anomalib_gaussft.weights import PretrainedWeightsNotFoundError
 
@@ -142,11 +144,17 @@ class GaussFT(AnomalibModule):
         sigma: Smoothing of the anomaly map in input pixels.
         forgetting_detection: Add the :class:`~anomalib_gaussft.forgetting.ForgettingDetection` callback with its
             defaults (``True``), not at all (``False``), or pass a configured instance.
+        target_fpr: Set the image threshold from the normal validation images alone, so that the false-positive rate on
+            normal images is at most this value (split-conformal quantile; see
+            :class:`~anomalib_gaussft.model.post_processing.GaussFTPostProcessor`). ``None``: anomalib's F1-adaptive
+            threshold. Needs a validation split of held-out normal images (``val_split_mode`` ``synthetic`` or
+            ``from_train``) with at least ``1 / target_fpr - 1`` of them.
         pretrained_epoch: Make the first epoch score the pretrained network without optimiser steps, so that
             validation and forgetting detection see the fixed-feature starting point (Rippel et al. 2020) and can
             restore it if fine-tuning only forgets. Fine-tuning then runs for ``max_epochs - 1`` epochs.
         pre_processor: Pre-processor, or ``True`` for a resize to ``image_size`` and the backbone's normalisation.
-        post_processor: Post-processor, or ``True`` for anomalib's default.
+        post_processor: Post-processor, or ``True`` for :class:`GaussFTPostProcessor` (anomalib's thresholds with an
+            order-preserving normalisation, and ``target_fpr``).
         evaluator: Evaluator, or ``True`` for anomalib's default test metrics (image/pixel AUROC and F1).
         visualizer: Visualizer, or ``True`` for anomalib's default.
 
@@ -172,6 +180,7 @@ class GaussFT(AnomalibModule):
         image_score: str = "global",
         sigma: float = 4.0,
         forgetting_detection: bool | Callback = True,
+        target_fpr: float | None = None,
         pretrained_epoch: bool = True,
         pre_processor: nn.Module | bool = True,
         post_processor: nn.Module | bool = True,
@@ -207,6 +216,8 @@ class GaussFT(AnomalibModule):
             pre_processor = self.configure_pre_processor(
                 self.image_size, model.feature_extractor.mean, model.feature_extractor.std
             )
+        if post_processor is True:
+            post_processor = self.configure_post_processor(target_fpr)
         super().__init__(
             pre_processor=pre_processor,
             post_processor=post_processor,
@@ -450,6 +461,22 @@ class GaussFT(AnomalibModule):
         kwargs.setdefault("opset_version", self.ONNX_OPSET)
         return super().to_onnx(*args, **kwargs)
 
+    #: Mark every computing node of OpenVINO exports to run in float32 (see
+    #: :mod:`anomalib_gaussft.model.openvino_precision`): the CPU plugin's bfloat16 default on recent CPUs shifts
+    #: Mahalanobis scores past the validation range. Set to ``False`` on a subclass to let the runtime choose.
+    OPENVINO_FLOAT32 = True
+
+    def to_openvino(self, *args, **kwargs) -> Path:
+        """Export to OpenVINO IR (arguments as anomalib's), with every computing node kept in float32.
+
+        Returns:
+            Path of the exported ``.xml`` file.
+        """
+        path = super().to_openvino(*args, **kwargs)
+        if self.OPENVINO_FLOAT32:
+            keep_float32(path)
+        return path
+
     def to_torch(self, *args, **kwargs) -> Path:
         """Export for anomalib's ``TorchInferencer`` with every parameter frozen.
 
@@ -485,6 +512,13 @@ class GaussFT(AnomalibModule):
         return LearningType.ONE_CLASS
 
     @staticmethod
-    def configure_post_processor() -> PostProcessor:
-        """Anomalib's default post-processor (thresholds and min-max normalisation fitted on validation)."""
-        return PostProcessor()
+    def configure_post_processor(target_fpr: float | None = None) -> PostProcessor:
+        """Anomalib's thresholds and range fitted on validation, with an order-preserving normalisation.
+
+        Args:
+            target_fpr: See :class:`GaussFT`; ``None`` keeps anomalib's F1-adaptive image threshold.
+
+        Returns:
+            The :class:`~anomalib_gaussft.model.post_processing.GaussFTPostProcessor`.
+        """
+        return GaussFTPostProcessor(target_fpr=target_fpr)
