@@ -285,3 +285,38 @@ def test_holdout_comes_from_training_when_validation_normals_are_off_or_test_ima
     assert len(detector.holdout_paths) == 4
     assert detector.removed_from_training == detector.holdout_paths
     assert all("/train/good/" in path for path in detector.holdout_paths)
+
+
+def test_resumed_run_restores_the_best_epoch_of_before_the_resume(
+    demo_root: Path, tmp_path: Path, tiny_model_kwargs: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Epoch 0 is best and the last epoch before the checkpoint; epoch 1 after resuming is worse: epoch 0 comes back."""
+    probes = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+
+    def fit(name: str, curve: list[float], max_epochs: int, ckpt_path: str | None = None):
+        detector = ForgettingDetection(augmentations=["cutpaste"], patience=5, min_holdout=4, restore_best=True)
+        scores = iter(curve)
+        monkeypatch.setattr(
+            detector, "evaluate", lambda pl_module: {"val_pseudo_AUROC": next(scores), "val_pseudo_AUROC_cutpaste": 0.5}
+        )
+        recorder = _ScoreRecorder(probes)
+        model = GaussFT(**{**tiny_model_kwargs, "lr": 1e-2}, forgetting_detection=detector)
+        datamodule = MVTecAD(
+            root=demo_root, category="brick", train_batch_size=8, eval_batch_size=8, num_workers=0,
+            val_split_mode="synthetic", val_split_ratio=0.2,
+        )  # fmt: skip
+        engine = Engine(
+            max_epochs=max_epochs, default_root_dir=tmp_path / name, accelerator="cpu", logger=False,
+            callbacks=[recorder],
+        )  # fmt: skip
+        engine.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        return engine, model, detector, recorder
+
+    first_engine, _, _, first = fit("first", [0.9], max_epochs=1)
+    engine, model, detector, resumed = fit("resumed", [0.6], max_epochs=2, ckpt_path=first_engine.best_model_path)
+    assert detector.history == [0.9, 0.6]
+    assert detector.best_epoch == 0
+    assert not torch.equal(resumed.scores[1], first.scores[0]), "epoch 1 did not change the model: proves nothing"
+    torch.testing.assert_close(_raw_scores(model, probes), first.scores[0], rtol=0, atol=0)
+    reloaded = GaussFT.load_from_checkpoint(engine.best_model_path)
+    torch.testing.assert_close(_raw_scores(reloaded, probes), first.scores[0], rtol=0, atol=0)

@@ -317,16 +317,20 @@ class ForgettingDetection(Callback):
 
     # ------------------------------------------------------------------ resume
     def state_dict(self) -> dict[str, Any]:
-        """Callback state for checkpoints; the best weights are included only when they differ from the model's."""
-        state: dict[str, Any] = {
+        """Callback state for checkpoints: the curves, the stop rule's state and the best epoch's full state.
+
+        The best state is saved even when the best epoch is the latest one, whose weights the checkpoint also holds
+        as the model's: a resumed run whose later epochs are worse must still be able to go back to it, and the
+        model's weights in a checkpoint are not always those of the last validated epoch (a checkpoint written
+        mid-epoch holds weights already trained further). This costs one more copy of the model's state per file.
+        """
+        return {
             "history": list(self.history),
             "per_augmentation_history": {name: list(values) for name, values in self.per_augmentation_history.items()},
             **self.stop_rule.state_dict(),
             "last_epoch": self._last_epoch,
+            "best_state": self._best_state,
         }
-        if self._best_state is not None and self.best_epoch != self._last_epoch and not self._restored:
-            state["best_state"] = self._best_state
-        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the callback state from a checkpoint."""
@@ -335,3 +339,9 @@ class ForgettingDetection(Callback):
         self.stop_rule.load_state_dict(state_dict)
         self._last_epoch = state_dict["last_epoch"]
         self._best_state = state_dict.get("best_state")
+        if self._best_state is None and self.best_epoch is not None:
+            logger.warning(
+                "ForgettingDetection: the checkpoint holds no state of the best epoch (%d; written before it was "
+                "always saved): that epoch can no longer be restored, only a better later one.",
+                self.best_epoch,
+            )
