@@ -1,8 +1,11 @@
 # Copyright (C) 2026 anomalib-gaussft developers
 # SPDX-License-Identifier: Apache-2.0
 
-"""ForgettingDetection: rank AUROC, hold-out split, stop and restore exactly the best epoch, other anomalib models."""
+"""ForgettingDetection: rank AUROC, the stop rule, hold-out split, pseudo-AUROC recomputed independently, stop and
+restore exactly the best epoch (also across a resume), other anomalib models."""
 
+import random
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,9 +17,20 @@ from anomalib.engine import Engine
 from lightning.pytorch import Callback
 from sklearn.metrics import roc_auc_score
 
-from anomalib_gaussft import ForgettingDetection, GaussFT
+from anomalib_gaussft import GaussFT
 from anomalib_gaussft.evaluation import rank_auroc
-from tools.forgetting_study import select_epoch
+from anomalib_gaussft.forgetting import ForgettingDetection, StopRule, select_epoch
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One torch thread: on the small shared test machine, spinning OpenMP threads make the tiny fits much slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -34,6 +48,57 @@ def test_select_epoch_rule() -> None:
     assert select_epoch([0.8, 0.9, 0.85, 0.84, 0.83, 0.95], patience=3) == (1, 4)
     assert select_epoch([0.8, 0.9, 0.9, 0.91], patience=1) == (3, None)  # ties move the best to the later epoch
     assert select_epoch([0.9, 0.89, 0.95], patience=2, min_delta=0.05) == (2, None)  # small drops are tolerated
+    assert select_epoch([0.9, 0.8, 0.89, 0.8], patience=2, min_delta=0.02) == (0, None)  # ...and reset the count
+    with pytest.raises(ValueError, match="at least one score"):
+        select_epoch([])
+    with pytest.raises(ValueError, match="patience"):
+        StopRule(patience=0)
+
+
+def _latest_argmax(scores: list[float]) -> int:
+    return max(range(len(scores)), key=lambda epoch: (scores[epoch], epoch))
+
+
+def _stop_oracle(scores: list[float], patience: int) -> tuple[int, int | None]:
+    """The rule for min_delta=0 said differently: stop ``patience`` epochs after the latest running maximum."""
+    for epoch in range(len(scores)):
+        best = _latest_argmax(scores[: epoch + 1])
+        if epoch - best >= patience:
+            return best, epoch
+    return _latest_argmax(scores), None
+
+
+def _random_curves(count: int) -> list[tuple[list[float], int]]:
+    rng = random.Random(0)
+    return [
+        ([rng.choice([0.5, 0.6, 0.7, 0.8]) for _ in range(rng.randint(1, 10))], rng.randint(1, 4)) for _ in range(count)
+    ]
+
+
+def test_stop_rule_agrees_with_an_independent_formulation() -> None:
+    for curve, patience in _random_curves(300):
+        assert select_epoch(curve, patience) == _stop_oracle(curve, patience), (curve, patience)
+        rule = StopRule(patience)
+        for epoch, score in enumerate(curve):
+            stop = rule.update(score, epoch)
+            assert rule.best_epoch == _latest_argmax(curve[: epoch + 1]), (curve, epoch)
+            assert rule.best_score == max(curve[: epoch + 1])
+            assert stop == (epoch - _latest_argmax(curve[: epoch + 1]) >= patience), (curve, patience, epoch)
+
+
+def test_stop_rule_resumed_from_a_saved_state_decides_as_if_never_interrupted(tmp_path: Path) -> None:
+    for curve, patience in _random_curves(30):
+        uninterrupted = StopRule(patience, min_delta=0.05)
+        expected = [uninterrupted.update(score, epoch) for epoch, score in enumerate(curve)]
+        for split in range(len(curve) + 1):
+            first = StopRule(patience, min_delta=0.05)
+            decisions = [first.update(score, epoch) for epoch, score in enumerate(curve[:split])]
+            torch.save(first.state_dict(), tmp_path / "rule.pt")  # as in a checkpoint, read back with weights_only
+            resumed = StopRule(patience, min_delta=0.05)
+            resumed.load_state_dict(torch.load(tmp_path / "rule.pt", weights_only=True))
+            decisions += [resumed.update(score, epoch) for epoch, score in enumerate(curve) if epoch >= split]
+            assert decisions == expected, (curve, patience, split)
+            assert resumed.state_dict() == uninterrupted.state_dict()
 
 
 def test_unknown_augmentation_and_bad_settings_are_named() -> None:
@@ -47,6 +112,20 @@ def test_unknown_augmentation_and_bad_settings_are_named() -> None:
 def _raw_scores(module: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
     module.eval()
     return module.model(module.pre_processor.transform(images)).pred_score.clone()
+
+
+def _independent_pseudo_aurocs(module: torch.nn.Module, detector: ForgettingDetection) -> dict[str, float]:
+    """The callback's metrics recomputed here: the held-out normals against the pseudo-anomalies, with this test's
+    own scoring and sklearn's AUROC."""
+    normal = _raw_scores(module, detector._normal).numpy()
+    pseudo = {name: _raw_scores(module, images).numpy() for name, images in detector._pseudo.items()}
+
+    def auroc(anomalous: np.ndarray) -> float:
+        return roc_auc_score(np.r_[np.zeros(len(normal)), np.ones(len(anomalous))], np.r_[normal, anomalous])
+
+    metrics = {"val_pseudo_AUROC": auroc(np.concatenate(list(pseudo.values())))}
+    metrics.update({f"val_pseudo_AUROC_{name}": auroc(scores) for name, scores in pseudo.items()})
+    return metrics
 
 
 class _ScoreRecorder(Callback):
@@ -95,6 +174,7 @@ def test_stops_on_forgetting_and_restores_exactly_the_best_epoch(
     engine.fit(model, datamodule=datamodule)
     assert detector.stopped_epoch == 3
     assert detector.best_epoch == 1
+    assert select_epoch(detector.history, patience=2) == (1, 3)  # the study's rule is the callback's
     assert engine.trainer.current_epoch == 4  # epochs 0..3 ran, then the trainer stopped
     assert not torch.equal(recorder.scores[1], recorder.scores[3]), "weights did not change: the test proves nothing"
     torch.testing.assert_close(_raw_scores(model, images), recorder.scores[1], rtol=0, atol=0)
@@ -132,8 +212,16 @@ def test_holdout_is_removed_from_training_and_pseudo_anomalies_are_fixed(
     assert detector.removed_from_training == detector.holdout_paths[n_validation:]
     assert len(training) + len(detector.removed_from_training) + len(val) == 24  # nothing else lost
     assert len(detector.history) == 2
-    assert all(0.0 <= value <= 1.0 for value in detector.history)
-    assert set(detector.per_augmentation_history) == {"cutmix", "cutpaste_scar"}
+    assert detector.best_epoch == _latest_argmax(detector.history)
+    # What was logged is what the model restored at the end scores: recomputed here independently.
+    logged = engine.trainer.callback_metrics
+    assert float(logged["val_pseudo_AUROC"]) == pytest.approx(detector.history[-1], abs=1e-6)
+    recomputed = _independent_pseudo_aurocs(model, detector)
+    assert set(recomputed) == {"val_pseudo_AUROC", "val_pseudo_AUROC_cutmix", "val_pseudo_AUROC_cutpaste_scar"}
+    assert detector.history[detector.best_epoch] == pytest.approx(recomputed["val_pseudo_AUROC"], abs=1e-12)
+    for name, values in detector.per_augmentation_history.items():
+        assert float(logged[f"val_pseudo_AUROC_{name}"]) == pytest.approx(values[-1], abs=1e-6)
+        assert values[detector.best_epoch] == pytest.approx(recomputed[f"val_pseudo_AUROC_{name}"], abs=1e-12)
     again = ForgettingDetection(augmentations=["cutmix", "cutpaste_scar"], min_holdout=4, seed=3)
     again._normal = detector._normal
     again._make_pseudo_anomalies()
@@ -173,9 +261,12 @@ def test_works_with_anomalib_stfpm(demo_root: Path, tmp_path: Path, monkeypatch:
         max_epochs=2, default_root_dir=tmp_path / "run", accelerator="cpu", logger=False, callbacks=[detector]
     )
     engine.fit(model, datamodule=datamodule)
-    assert len(detector.history) == engine.trainer.current_epoch
-    assert all(0.0 <= value <= 1.0 for value in detector.history)
-    assert detector.best_epoch in (0, 1)
+    history = detector.history
+    assert len(history) == engine.trainer.current_epoch == 2
+    assert detector.best_epoch == _latest_argmax(history)
+    assert detector.stopped_epoch == (1 if history[1] < history[0] else None)  # patience 1
+    recomputed = _independent_pseudo_aurocs(model, detector)  # STFPM as restored at the end
+    assert history[detector.best_epoch] == pytest.approx(recomputed["val_pseudo_AUROC"], abs=1e-12)
 
 
 @pytest.mark.parametrize(("split", "use_validation"), [("synthetic", False), ("same_as_test", True)])
@@ -194,3 +285,38 @@ def test_holdout_comes_from_training_when_validation_normals_are_off_or_test_ima
     assert len(detector.holdout_paths) == 4
     assert detector.removed_from_training == detector.holdout_paths
     assert all("/train/good/" in path for path in detector.holdout_paths)
+
+
+def test_resumed_run_restores_the_best_epoch_of_before_the_resume(
+    demo_root: Path, tmp_path: Path, tiny_model_kwargs: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Epoch 0 is best and the last epoch before the checkpoint; epoch 1 after resuming is worse: epoch 0 comes back."""
+    probes = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+
+    def fit(name: str, curve: list[float], max_epochs: int, ckpt_path: str | None = None):
+        detector = ForgettingDetection(augmentations=["cutpaste"], patience=5, min_holdout=4, restore_best=True)
+        scores = iter(curve)
+        monkeypatch.setattr(
+            detector, "evaluate", lambda pl_module: {"val_pseudo_AUROC": next(scores), "val_pseudo_AUROC_cutpaste": 0.5}
+        )
+        recorder = _ScoreRecorder(probes)
+        model = GaussFT(**{**tiny_model_kwargs, "lr": 1e-2}, forgetting_detection=detector)
+        datamodule = MVTecAD(
+            root=demo_root, category="brick", train_batch_size=8, eval_batch_size=8, num_workers=0,
+            val_split_mode="synthetic", val_split_ratio=0.2,
+        )  # fmt: skip
+        engine = Engine(
+            max_epochs=max_epochs, default_root_dir=tmp_path / name, accelerator="cpu", logger=False,
+            callbacks=[recorder],
+        )  # fmt: skip
+        engine.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        return engine, model, detector, recorder
+
+    first_engine, _, _, first = fit("first", [0.9], max_epochs=1)
+    engine, model, detector, resumed = fit("resumed", [0.6], max_epochs=2, ckpt_path=first_engine.best_model_path)
+    assert detector.history == [0.9, 0.6]
+    assert detector.best_epoch == 0
+    assert not torch.equal(resumed.scores[1], first.scores[0]), "epoch 1 did not change the model: proves nothing"
+    torch.testing.assert_close(_raw_scores(model, probes), first.scores[0], rtol=0, atol=0)
+    reloaded = GaussFT.load_from_checkpoint(engine.best_model_path)
+    torch.testing.assert_close(_raw_scores(reloaded, probes), first.scores[0], rtol=0, atol=0)

@@ -6,11 +6,12 @@
 One fine-tuning run per category records, after every epoch (and for the pretrained starting point, epoch 0 with
 GaussFT's ``pretrained_epoch``), the overall and per-augmentation pseudo-AUROC of
 :class:`~anomalib_gaussft.forgetting.ForgettingDetection` and the test image and pixel AUROC. The run never stops
-early, so the stop rule can be applied afterwards to any curve: the decision of the callback depends on the curve
-only, so applying :func:`select_epoch` to the overall curve gives exactly the epoch the callback would restore, and
-applying it to one augmentation's curve gives the epoch that augmentation alone would choose. Output: CSV of the
-curves, ``ablation.md`` (fixed features; fine-tuning for all epochs without the callback; with the callback; each
-augmentation alone) and a plot per category with the chosen epoch marked.
+early, so the stop rule can be applied afterwards to any curve: the callback's decision depends on the curve only,
+so applying its rule (:func:`~anomalib_gaussft.forgetting.stop_rule.select_epoch`) to the overall curve gives
+exactly the epoch the callback would restore, and applying it to one augmentation's curve gives the epoch that
+augmentation alone would choose. Output: CSV of the curves, ``ablation.md`` (fixed features; fine-tuning for all
+epochs without the callback; with the callback; each augmentation alone) and a plot per category with the chosen
+epoch marked.
 
 Example:
     .. code-block:: bash
@@ -30,42 +31,16 @@ from pathlib import Path
 
 import torch
 
+from anomalib_gaussft.forgetting.stop_rule import select_epoch
+
 __all__ = ["TestSetTracker", "select_epoch"]
-
-
-def select_epoch(scores: Sequence[float], patience: int = 3, min_delta: float = 0.0) -> tuple[int, int | None]:
-    """Apply ForgettingDetection's rule to a recorded curve.
-
-    Args:
-        scores: Pseudo-AUROC per epoch, in order.
-        patience: Epochs the score may stay more than ``min_delta`` below its best before stopping.
-        min_delta: Tolerated drop.
-
-    Returns:
-        ``(restored_epoch, stopped_epoch)``; ``stopped_epoch`` is ``None`` when training would have run to the end.
-
-    Example:
-        >>> select_epoch([0.8, 0.9, 0.85, 0.84, 0.83, 0.95], patience=3)
-        (1, 4)
-    """
-    best, best_epoch, wait = float("-inf"), 0, 0
-    for epoch, score in enumerate(scores):
-        if score >= best:
-            best, best_epoch, wait = score, epoch, 0
-        elif score < best - min_delta:
-            wait += 1
-        else:
-            wait = 0
-        if wait >= patience:
-            return best_epoch, epoch
-    return best_epoch, None
 
 
 def _tracker_class() -> type:
     from lightning.pytorch import Callback
     from lightning.pytorch.trainer.states import TrainerFn
 
-    from anomalib_gaussft.evaluation import rank_auroc
+    from anomalib_gaussft.evaluation import eval_mode, rank_auroc
 
     class _TestSetTracker(Callback):
         """Score the test set after every validation epoch (for studies only: it reads test labels)."""
@@ -78,19 +53,16 @@ def _tracker_class() -> type:
         def on_validation_epoch_end(self, trainer, pl_module) -> None:
             if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
                 return
-            model = pl_module.model
-            was_training = model.training
-            model.eval()
             transform = pl_module.pre_processor.transform
             scores, labels, maps, masks = [], [], [], []
-            for batch in trainer.datamodule.test_dataloader():
-                image, mask = transform(batch.image.to(pl_module.device), batch.gt_mask)
-                output = model(image)
-                scores.append(output.pred_score.cpu())
-                labels.append(batch.gt_label.cpu())
-                maps.append(output.anomaly_map.cpu().flatten())
-                masks.append(mask.cpu().flatten() > 0)
-            model.train(was_training)
+            with eval_mode(pl_module.model) as model:
+                for batch in trainer.datamodule.test_dataloader():
+                    image, mask = transform(batch.image.to(pl_module.device), batch.gt_mask)
+                    output = model(image)
+                    scores.append(output.pred_score.cpu())
+                    labels.append(batch.gt_label.cpu())
+                    maps.append(output.anomaly_map.cpu().flatten())
+                    masks.append(mask.cpu().flatten() > 0)
             score, label = torch.cat(scores), torch.cat(labels).bool()
             pixel, mask = torch.cat(maps), torch.cat(masks)
             self.image_auroc.append(rank_auroc(score[~label], score[label]))

@@ -1,7 +1,7 @@
 # Copyright (C) 2026 anomalib-gaussft developers
 # SPDX-License-Identifier: Apache-2.0
 
-"""Callbacks of GaussFT: forgetting detection with pseudo-anomalies.
+"""Forgetting detection with pseudo-anomalies: the callback, its stop rule and the pseudo-anomaly generators.
 
 Example:
     >>> from anomalib_gaussft.forgetting import ForgettingDetection
@@ -11,5 +11,6 @@ Example:
 
 from anomalib_gaussft.forgetting.callback import ForgettingDetection
 from anomalib_gaussft.forgetting.pseudo_anomalies import PSEUDO_ANOMALIES, build_pseudo_anomalies
+from anomalib_gaussft.forgetting.stop_rule import StopRule, select_epoch
 
-__all__ = ["PSEUDO_ANOMALIES", "ForgettingDetection", "build_pseudo_anomalies"]
+__all__ = ["PSEUDO_ANOMALIES", "ForgettingDetection", "StopRule", "build_pseudo_anomalies", "select_epoch"]

@@ -16,11 +16,17 @@ by augmentations used for vicinal risk minimisation (Mixup, CutMix, CutPaste, ..
    the end of training restores the full state of the best epoch (backbone weights, Gaussian buffers,
    post-processor thresholds) before the last checkpoint is written.
 
+The stop decision is :class:`~anomalib_gaussft.forgetting.stop_rule.StopRule`'s. The state that a resumed run needs
+(curves, the rule's state and the best epoch's full state) goes into checkpoints with :meth:`state_dict`; the
+held-out images and pseudo-anomalies are made again from ``seed`` at ``setup``.
+
 It works with any anomalib model whose eval-mode ``model`` returns an ``InferenceBatch`` with ``pred_score``.
 
 Example:
     >>> from anomalib_gaussft.forgetting import ForgettingDetection
     >>> callback = ForgettingDetection(augmentations=["cutpaste", "mixup"], patience=2)
+    >>> list(callback.augmentations), callback.stop_rule.patience, callback.best_epoch is None
+    (['cutpaste', 'mixup'], 2, True)
 
     From the command line: ``--model.forgetting_detection false`` removes it from GaussFT; with another model add
     it with ``--trainer.callbacks anomalib_gaussft.forgetting.ForgettingDetection``.
@@ -39,6 +45,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 
 from anomalib_gaussft.evaluation import rank_auroc, score_images
 from anomalib_gaussft.forgetting.pseudo_anomalies import PSEUDO_ANOMALIES, build_pseudo_anomalies
+from anomalib_gaussft.forgetting.stop_rule import StopRule
 
 logger = logging.getLogger(__name__)
 
@@ -71,9 +78,8 @@ class ForgettingDetection(Callback):
     Attributes:
         history: Overall pseudo-AUROC of every validation epoch, in order.
         per_augmentation_history: Pseudo-AUROC of every validation epoch for each augmentation alone.
-        best_score: Best overall pseudo-AUROC so far.
-        best_epoch: Epoch of ``best_score`` (the latest one among ties).
-        stopped_epoch: Epoch at which forgetting was detected, or ``None``.
+        stop_rule: The stop rule fed with ``history``; ``best_score``, ``best_epoch`` (the latest one among ties),
+            ``wait`` and ``stopped_epoch`` (the epoch at which forgetting was detected, or ``None``) read it.
         holdout_paths: Normal image files the pseudo-AUROC is computed on (validation normals, then training images
             held out of the training set).
         removed_from_training: Those of ``holdout_paths`` that were removed from the training set.
@@ -98,35 +104,59 @@ class ForgettingDetection(Callback):
         if not 0 < holdout_fraction < 1:
             msg = f"holdout_fraction must be in (0, 1), got {holdout_fraction}."
             raise ValueError(msg)
-        if patience < 1:
-            msg = f"patience must be at least 1, got {patience}."
-            raise ValueError(msg)
+        self.stop_rule = StopRule(patience, min_delta)
         self.augmentation_names = list(augmentations)
         self.augmentations = build_pseudo_anomalies(self.augmentation_names)
         self.holdout_fraction = holdout_fraction
         self.min_holdout = min_holdout
         self.max_holdout = max_holdout
         self.use_validation_normals = use_validation_normals
-        self.patience = patience
-        self.min_delta = min_delta
         self.restore_best = restore_best
         self.seed = seed
         self.batch_size = batch_size
 
+        # Saved in checkpoints (see state_dict): the curves, the stop rule and the best epoch's full state.
         self.history: list[float] = []
         self.per_augmentation_history: dict[str, list[float]] = {name: [] for name in self.augmentations}
-        self.best_score = float("-inf")
-        self.best_epoch: int | None = None
-        self.stopped_epoch: int | None = None
-        self.wait = 0
         self._best_state: dict[str, torch.Tensor] | None = None
-        self._last_epoch: int | None = None
-        self._restored = False
+        self._last_epoch: int | None = None  # epoch of the last score in `history`
+        # Made again at setup("fit") from the data and `seed`.
         self._normal: torch.Tensor | None = None
         self._pseudo: dict[str, torch.Tensor] = {}
         self.holdout_paths: list[str] = []
         self.removed_from_training: list[str] = []
         self.enabled = True
+        self._restored = False
+
+    @property
+    def patience(self) -> int:
+        """See :class:`~anomalib_gaussft.forgetting.stop_rule.StopRule`."""
+        return self.stop_rule.patience
+
+    @property
+    def min_delta(self) -> float:
+        """See :class:`~anomalib_gaussft.forgetting.stop_rule.StopRule`."""
+        return self.stop_rule.min_delta
+
+    @property
+    def best_score(self) -> float:
+        """Best overall pseudo-AUROC so far (``-inf`` before the first epoch)."""
+        return self.stop_rule.best_score
+
+    @property
+    def best_epoch(self) -> int | None:
+        """Epoch of :attr:`best_score`, the latest one among ties; the epoch restored at the end."""
+        return self.stop_rule.best_epoch
+
+    @property
+    def stopped_epoch(self) -> int | None:
+        """Epoch at which forgetting was detected, or ``None``."""
+        return self.stop_rule.stopped_epoch
+
+    @property
+    def wait(self) -> int:
+        """Consecutive epochs the pseudo-AUROC has stayed more than ``min_delta`` below its best."""
+        return self.stop_rule.wait
 
     # ------------------------------------------------------------------ data
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -220,9 +250,18 @@ class ForgettingDetection(Callback):
         return metrics
 
     # ------------------------------------------------------------------ hooks
+    def _fitting(self, trainer: Trainer) -> bool:
+        """Whether this is a validation run of fitting (not the sanity check, not ``validate``) to act on."""
+        return (
+            self.enabled
+            and self._normal is not None
+            and not trainer.sanity_checking
+            and trainer.state.fn == TrainerFn.FITTING
+        )
+
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Score the pseudo-anomalies with the re-estimated model and log the AUROCs."""
-        if not self.enabled or trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING or self._normal is None:
+        if not self._fitting(trainer):
             return
         metrics = self.evaluate(pl_module)
         for name, value in metrics.items():
@@ -234,32 +273,18 @@ class ForgettingDetection(Callback):
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Decide once the epoch's metrics and thresholds are final: keep the best state, stop on forgetting."""
-        if (
-            not self.enabled
-            or trainer.sanity_checking
-            or trainer.state.fn != TrainerFn.FITTING
-            or self._last_epoch is None
-        ):
-            return
-        if self._last_epoch != trainer.current_epoch:  # no new score this epoch
-            return
-        score = self.history[-1]
         epoch = trainer.current_epoch
-        if score >= self.best_score:
-            self.best_score, self.best_epoch, self.wait = score, epoch, 0
+        if not self._fitting(trainer) or self._last_epoch != epoch:  # no new score this epoch
+            return
+        stop = self.stop_rule.update(self.history[-1], epoch)
+        if self.best_epoch == epoch:
             self._best_state = {key: value.detach().cpu().clone() for key, value in pl_module.state_dict().items()}
-        elif score < self.best_score - self.min_delta:
-            self.wait += 1
-        else:
-            self.wait = 0
-        stop = self.wait >= self.patience
         if stop:
-            self.stopped_epoch = epoch
             trainer.should_stop = True
             logger.info(
                 "ForgettingDetection: pseudo-AUROC %.4f stayed below the best %.4f (epoch %d) for %d epochs: "
                 "forgetting detected at epoch %d.",
-                score,
+                self.history[-1],
                 self.best_score,
                 self.best_epoch,
                 self.wait,
@@ -276,6 +301,7 @@ class ForgettingDetection(Callback):
             self._restore(pl_module)
 
     def _restore(self, pl_module: LightningModule) -> None:
+        """Load the best epoch's state into ``pl_module`` (once), unless the model is already in it."""
         if not self.restore_best or self._restored or self._best_state is None:
             return
         self._restored = True
@@ -291,27 +317,31 @@ class ForgettingDetection(Callback):
 
     # ------------------------------------------------------------------ resume
     def state_dict(self) -> dict[str, Any]:
-        """Callback state for checkpoints; the best weights are included only when they differ from the model's."""
-        state: dict[str, Any] = {
+        """Callback state for checkpoints: the curves, the stop rule's state and the best epoch's full state.
+
+        The best state is saved even when the best epoch is the latest one, whose weights the checkpoint also holds
+        as the model's: a resumed run whose later epochs are worse must still be able to go back to it, and the
+        model's weights in a checkpoint are not always those of the last validated epoch (a checkpoint written
+        mid-epoch holds weights already trained further). This costs one more copy of the model's state per file.
+        """
+        return {
             "history": list(self.history),
             "per_augmentation_history": {name: list(values) for name, values in self.per_augmentation_history.items()},
-            "best_score": self.best_score,
-            "best_epoch": self.best_epoch,
-            "stopped_epoch": self.stopped_epoch,
-            "wait": self.wait,
+            **self.stop_rule.state_dict(),
             "last_epoch": self._last_epoch,
+            "best_state": self._best_state,
         }
-        if self._best_state is not None and self.best_epoch != self._last_epoch and not self._restored:
-            state["best_state"] = self._best_state
-        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the callback state from a checkpoint."""
         self.history = list(state_dict["history"])
         self.per_augmentation_history.update(state_dict.get("per_augmentation_history", {}))
-        self.best_score = state_dict["best_score"]
-        self.best_epoch = state_dict["best_epoch"]
-        self.stopped_epoch = state_dict["stopped_epoch"]
-        self.wait = state_dict["wait"]
+        self.stop_rule.load_state_dict(state_dict)
         self._last_epoch = state_dict["last_epoch"]
         self._best_state = state_dict.get("best_state")
+        if self._best_state is None and self.best_epoch is not None:
+            logger.warning(
+                "ForgettingDetection: the checkpoint holds no state of the best epoch (%d; written before it was "
+                "always saved): that epoch can no longer be restored, only a better later one.",
+                self.best_epoch,
+            )
