@@ -29,7 +29,10 @@ SUBCOMMANDS = {
         "anomalib_gaussft.data.demo_dataset",
         "Write the MVTec-layout demo dataset made from scikit-image's CC0 images.",
     ),
-    "weights": ("anomalib_gaussft.weights", "Offline pretrained weights: list them, import them into the hub cache."),
+    "weights": (
+        "anomalib_gaussft.cli.weights",
+        "Offline pretrained weights: list them, import them into the hub cache.",
+    ),
     "demo": ("anomalib_gaussft.cli.demo", "The main job: demo data, GaussFT training, test, pictures, export, table."),
     "benchmark": ("anomalib_gaussft.benchmark", "GaussFT vs PaDiM vs PatchCore on the same data and backbone."),
 }
