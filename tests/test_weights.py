@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import pickle
+import re
 import subprocess
 import sys
 import textwrap
@@ -31,6 +32,7 @@ from anomalib_gaussft.weights import (
     PretrainedWeightsNotFoundError,
     bundled_weights_available,
     bundled_weights_path,
+    cached_hub_weights,
     convert_efficientnet_pytorch_state_dict,
     import_weights_to_hub_cache,
     load_pretrained_weights,
@@ -272,6 +274,57 @@ def test_import_to_default_hub_cache_feeds_timm_loader(tmp_path: Path, offline_e
     assert torch.equal(model.fc.weight, original.fc.weight)
     # Idempotent: the same weights give the same snapshot.
     assert import_weights_to_hub_cache("resnet18", weights_path=pth) == snapshot
+
+
+def _resnet18_in_hub_cache(tmp_path: Path) -> Path:
+    """Import random ResNet-18 weights into the (test's empty) default hub cache; return the cached file."""
+    pth = tmp_path / "resnet18.pth"
+    torch.save(timm.create_model("resnet18", pretrained=False).state_dict(), pth)
+    cached = import_weights_to_hub_cache("resnet18", weights_path=pth) / "model.safetensors"
+    assert cached_hub_weights("resnet18") == cached
+    return cached
+
+
+def test_corrupt_hub_cache_file_is_an_error_naming_it(tmp_path: Path) -> None:
+    cached = _resnet18_in_hub_cache(tmp_path)
+    cached.write_bytes(cached.read_bytes()[:1000])  # e.g. an interrupted copy
+    with pytest.raises(ValueError, match=re.escape(str(cached))) as info:
+        load_pretrained_weights(timm.create_model("resnet18", pretrained=False), "resnet18")
+    assert "cannot be read" in str(info.value)
+    assert "anomalib-gaussft weights import --backbone resnet18" in str(info.value)
+
+
+def test_unreadable_hub_cache_file_is_an_error_not_a_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An OSError from a cached file that is there (here: no read permission) must not read as "not cached"."""
+    import safetensors.torch
+
+    cached = _resnet18_in_hub_cache(tmp_path)
+    real_load_file = safetensors.torch.load_file
+
+    def unreadable(filename: str, *args: object, **kwargs: object) -> dict:
+        if Path(filename).resolve() == cached.resolve():  # what `chmod 000` gives a non-root user
+            raise PermissionError(13, "Permission denied", str(filename))
+        return real_load_file(filename, *args, **kwargs)
+
+    monkeypatch.setattr(safetensors.torch, "load_file", unreadable)
+    with pytest.raises(ValueError, match=re.escape(str(cached))) as info:
+        load_pretrained_weights(timm.create_model("resnet18", pretrained=False), "resnet18")
+    assert "PermissionError" in str(info.value)
+    assert not isinstance(info.value, PretrainedWeightsNotFoundError)
+
+    # GaussFT must report it too, not fall back on EfficientNet-Lite0 as if the weights were missing.
+    from anomalib_gaussft import GaussFT
+
+    with pytest.raises(ValueError, match=re.escape(str(cached))):
+        GaussFT(backbone="resnet18", image_size=(64, 64))
+
+
+def test_cache_miss_still_falls_back_on_the_next_source(tmp_path: Path) -> None:
+    """Bundled weights win over the hub; a backbone with no cached file still ends in the "not found" error."""
+    model = timm.create_model("resnet34", pretrained=False)
+    _resnet18_in_hub_cache(tmp_path)  # another repository's file does not count
+    with pytest.raises(PretrainedWeightsNotFoundError, match="hub cache timm/resnet34"):
+        load_pretrained_weights(model, "resnet34")
 
 
 def test_import_to_hub_cache_serves_timm_and_anomalib_offline(

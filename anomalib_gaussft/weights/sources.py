@@ -14,6 +14,8 @@ them without assuming network access, in this order:
    ``HF_HUB_OFFLINE=1``).
 
 If none of them has the weights, :class:`PretrainedWeightsNotFoundError` lists every source tried and the remedies.
+A weights file that is in the hub cache but cannot be read (truncated, corrupt, unreadable) is an error naming the
+file, not a missing source.
 
 :func:`~anomalib_gaussft.weights.hub_cache.import_weights_to_hub_cache` writes weights from 1. or 2. into the Hugging
 Face hub cache in the layout timm reads offline, so that code calling ``timm.create_model(backbone, pretrained=True)``
@@ -265,6 +267,7 @@ def _load_hub(model: nn.Module, backbone: str) -> str:
         # The classifier-size arguments equal the pretrained ones, so timm loads strictly (all keys must match).
         load_pretrained(model, pretrained_cfg=cfg, num_classes=cfg.get("num_classes", 1000), in_chans=input_size[0])
     except Exception as error:
+        _raise_if_unreadable(_cached_hub_file(hub_id) if hub_id else url_file, where, backbone, error)
         if not _is_unavailable(error):
             raise
         msg = f"{where}: {_describe(error)}"
@@ -276,6 +279,26 @@ def _describe(error: BaseException) -> str:
     """Return ``"<type>: <first line of the message>"``."""
     text = str(error).strip()
     return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def _raise_if_unreadable(path: Path | None, where: str, backbone: str, error: BaseException) -> None:
+    """Raise a ``ValueError`` naming ``path`` if something is there but cannot be read as weights.
+
+    timm's loader reports a cache miss (not there, offline) and an unreadable cached file alike, often as an
+    ``OSError``; only the first means "try the next source". Nothing at ``path``, or a file that reads fine, leaves the
+    decision to the caller.
+    """
+    if path is None or not os.path.lexists(path):
+        return
+    try:
+        read_state_dict(path)
+    except (OSError, ValueError):
+        msg = (
+            f"{where}: the cached weights file {path} is there but cannot be read ({_describe(error)}). "
+            "Delete it (or its snapshot folder) and download it again, or write it again with "
+            f"`anomalib-gaussft weights import --backbone {backbone}`."
+        )
+        raise ValueError(msg) from error
 
 
 def load_pretrained_weights(model: nn.Module, backbone: str, weights_path: str | Path | None = None) -> str:
@@ -302,7 +325,8 @@ def load_pretrained_weights(model: nn.Module, backbone: str, weights_path: str |
 
     Raises:
         FileNotFoundError: If ``weights_path`` is given but is not a file.
-        ValueError: If the weights of a source do not fit ``model`` (the message names the source and the keys).
+        ValueError: If the weights of a source do not fit ``model`` (the message names the source and the keys), or
+            a weights file in the hub cache is there but cannot be read (the message names the file).
         PretrainedWeightsNotFoundError: If no source has weights for ``backbone``.
 
     Example:
