@@ -26,7 +26,7 @@ __all__ = ["main"]
 # subcommand -> (module with add_arguments/run, help)
 SUBCOMMANDS = {
     "demo-data": (
-        "anomalib_gaussft.data.demo_dataset",
+        "anomalib_gaussft.cli.demo_data",
         "Write the MVTec-layout demo dataset made from scikit-image's CC0 images.",
     ),
     "weights": (
