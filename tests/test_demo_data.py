@@ -86,7 +86,7 @@ def test_layout_and_counts(small_root: Path) -> None:
                 assert image.shape == (64, 64, 3)
 
 
-def test_masks_match_files_and_are_exact(small_root: Path) -> None:
+def test_files_are_the_rendered_samples(small_root: Path) -> None:
     for category in ("brick", "coffee"):
         cat = small_root / category
         for split, label in [("train", "good"), ("test", "good")]:
@@ -97,29 +97,60 @@ def test_masks_match_files_and_are_exact(small_root: Path) -> None:
                 assert not mask.any()
         for defect in DEMO_SOURCES[category].defects:
             for path in sorted((cat / "test" / defect).glob("*.png")):
-                clean, image, mask = render_sample(category, "test", defect, int(path.stem), seed=0, image_size=64)
+                _, image, mask = render_sample(category, "test", defect, int(path.stem), seed=0, image_size=64)
                 stored_mask = _read(cat / "ground_truth" / defect / f"{path.stem}_mask.png")
                 np.testing.assert_array_equal(_read(path), image)
                 np.testing.assert_array_equal(stored_mask, mask)
                 assert set(np.unique(stored_mask)) == {0, 255}
-                differs = image != clean if image.ndim == 2 else (image != clean).any(axis=-1)
-                np.testing.assert_array_equal(stored_mask > 0, differs)
+
+
+def _render_with_and_without_defect(
+    monkeypatch: pytest.MonkeyPatch, category: str, defect: str, index: int, **kwargs: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Render a test sample, and again from the same stream with the defect drawn as nothing.
+
+    Returns the defective image, its mask, the support the defect function drew, and the defect-free rendering.
+    """
+    drawn = {}
+    draw = defects.DEFECTS[defect]
+
+    def recording(clean: np.ndarray, ctx: defects.DefectContext, rng: np.random.Generator) -> defects.Defect:
+        layer, alpha, support = draw(clean, ctx, rng)
+        drawn["support"] = support.copy()
+        return layer, alpha, support
+
+    def nothing(clean: np.ndarray, ctx: defects.DefectContext, rng: np.random.Generator) -> defects.Defect:
+        none = np.zeros(clean.shape[:2], bool)
+        return clean, none.astype(np.float32), none
+
+    with monkeypatch.context() as patch:
+        patch.setattr(defects, "DEFECTS", {**defects.DEFECTS, defect: recording})
+        _, image, mask = render_sample(category, "test", defect, index, **kwargs)
+        patch.setattr(defects, "DEFECTS", {**defects.DEFECTS, defect: nothing})
+        _, without, no_mask = render_sample(category, "test", defect, index, **kwargs)
+    assert not no_mask.any()
+    return image, mask, drawn["support"], without
 
 
 @pytest.mark.parametrize("category", DEMO_CATEGORIES)
-def test_every_defect_is_exact_and_sized(category: str) -> None:
+def test_every_mask_is_the_defect_support_and_sized(category: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mask is exactly the region the defect was drawn on, and exactly where the image differs from the same
+    sample rendered without the defect."""
     for defect in DEMO_SOURCES[category].defects:
         for index in range(3):
-            clean, image, mask = render_sample(category, "test", defect, index, image_size=128, seed=3)
+            image, mask, support, without = _render_with_and_without_defect(
+                monkeypatch, category, defect, index, image_size=128, seed=3
+            )
             assert mask.dtype == np.uint8
             assert mask.shape == (128, 128)
             assert set(np.unique(mask)) == {0, 255}
-            differs = image != clean if image.ndim == 2 else (image != clean).any(axis=-1)
+            np.testing.assert_array_equal(mask > 0, support)
+            differs = image != without if image.ndim == 2 else (image != without).any(axis=-1)
             np.testing.assert_array_equal(mask > 0, differs)
             area = (mask > 0).mean()
             assert 0.002 < area < 0.08, (category, defect, index, area)
             # A defect is visible, not a one-grey-level nudge.
-            assert np.abs(image.astype(int) - clean.astype(int))[mask > 0].mean() > 8
+            assert np.abs(image.astype(int) - without.astype(int))[mask > 0].mean() > 8
 
 
 def test_normal_images_vary(small_root: Path) -> None:
