@@ -117,3 +117,47 @@ def test_demo_reads_metrics_and_formats_the_table(tmp_path: Path) -> None:
     assert "| brick | 0.970 | 0.950 | 3 (2) | 12 s |" in table
     with pytest.raises(FileNotFoundError, match="was not written"):
         _read_metrics(tmp_path / "missing.csv")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# `anomalib-gaussft`: light to start; a subcommand's module is imported only when it is chosen
+# ----------------------------------------------------------------------------------------------------------------------
+def test_help_imports_neither_torch_nor_anomalib(tmp_path: Path) -> None:
+    # The console script itself, with Python's import log: nothing heavy may appear in it.
+    script = BIN / "anomalib-gaussft"
+    result = _run([sys.executable, "-X", "importtime", str(script), "--help"], tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert all(name in result.stdout for name in ("demo-data", "weights", "demo", "benchmark"))
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines() if "|" in line}
+    assert "anomalib_gaussft" in imported  # the log is the right one
+    assert not imported & {"torch", "anomalib", "lightning", "timm", "numpy"}, sorted(imported)
+
+    # Building the parser and the help of the light subcommands do not import them either.
+    code = (
+        "import contextlib, io, sys\n"
+        "from anomalib_gaussft.cli import build_parser, main\n"
+        "build_parser()\n"
+        "for argv in (['--help'], ['weights', '--help'], ['weights', 'import', '--help'], ['demo-data', '--help']):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):\n"
+        "        main(argv)\n"
+        "    assert 'usage: anomalib-gaussft' in out.getvalue(), argv\n"
+        "heavy = sorted(name for name in ('torch', 'anomalib', 'lightning', 'timm') if name in sys.modules)\n"
+        "print('HEAVY', heavy)\n"
+    )
+    result = _run([sys.executable, "-c", code], tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "HEAVY []"
+
+
+def test_subcommand_help_lists_its_own_options(capsys: pytest.CaptureFixture[str]) -> None:
+    from anomalib_gaussft.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["demo-data", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--n-test-good" in out
+    assert "--n-test-defect" in out
+    with pytest.raises(SystemExit):
+        main(["weights"])  # a weights sub-command is required
+    assert "{import,list}" in capsys.readouterr().err
