@@ -4,10 +4,14 @@
 """The real ``anomalib`` console script with GaussFT: registration by bare name, YAML configs, a full train."""
 
 import csv
+import importlib
 import os
 import subprocess
 import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -161,3 +165,71 @@ def test_subcommand_help_lists_its_own_options(capsys: pytest.CaptureFixture[str
     with pytest.raises(SystemExit):
         main(["weights"])  # a weights sub-command is required
     assert "{import,list}" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The registration hook (tested on this checkout's copy; the installed one is `_anomalib_gaussft_registration`)
+# ----------------------------------------------------------------------------------------------------------------------
+FAKE_TARGET = "fake_anomalib_models_for_gaussft_tests"
+
+
+@pytest.fixture
+def registration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    """This checkout's registration module, aimed at a stand-in for ``anomalib.models`` whose import it watches."""
+    from anomalib_gaussft import _registration
+
+    (tmp_path / f"{FAKE_TARGET}.py").write_text("VALUE = 1\n__all__ = ['VALUE']\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    monkeypatch.setattr(_registration, "TARGET_MODULE", FAKE_TARGET)
+    monkeypatch.delitem(sys.modules, FAKE_TARGET, raising=False)
+    monkeypatch.delenv("ANOMALIB_GAUSSFT_NO_REGISTER", raising=False)
+    importlib.invalidate_caches()
+    yield _registration
+    sys.modules.pop(FAKE_TARGET, None)
+
+
+def _broken_register(models_module: object) -> None:
+    msg = "No module named 'timm'"
+    raise ModuleNotFoundError(msg)
+
+
+def test_registration_failure_warns_with_its_cause(registration: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registration, "register", _broken_register)
+    registration.install()
+    with pytest.warns(RuntimeWarning, match=r"could not register GaussFT.*ModuleNotFoundError: No module named 'timm'"):
+        module = importlib.import_module(FAKE_TARGET)
+    assert module.VALUE == 1  # the watched import itself still works
+
+    # Registering when the target is already imported reports the same way.
+    with pytest.warns(RuntimeWarning, match="No module named 'timm'"):
+        registration.install()
+
+
+def test_registration_failure_never_raises_even_with_warnings_as_errors(
+    registration: ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(registration, "register", _broken_register)
+    registration.install()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        module = importlib.import_module(FAKE_TARGET)
+    assert module.VALUE == 1
+    assert "could not register GaussFT" in capsys.readouterr().err
+
+
+def test_registration_registers_or_is_turned_off(registration: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    monkeypatch.setattr(registration, "register", calls.append)
+    monkeypatch.setenv("ANOMALIB_GAUSSFT_NO_REGISTER", "1")
+    registration.install()
+    importlib.import_module(FAKE_TARGET)
+    assert calls == []
+    sys.modules.pop(FAKE_TARGET)
+
+    monkeypatch.delenv("ANOMALIB_GAUSSFT_NO_REGISTER")
+    registration.install()
+    module = importlib.import_module(FAKE_TARGET)
+    assert calls == [module]
