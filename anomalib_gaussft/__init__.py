@@ -8,14 +8,18 @@ Fine-tuning Representations" (IMPROVE 2022, arXiv:2108.04116): a multivariate Ga
 class in the features of an ImageNet-pretrained CNN, the CNN is fine-tuned with the Mahalanobis distance of normal
 images to it, and pseudo-anomalies detect the onset of catastrophic forgetting.
 
-Installing the package registers ``GaussFT`` with anomalib, so ``anomalib train --model GaussFT`` works.
+Installing the package registers ``GaussFT`` with anomalib, so ``anomalib train --model GaussFT`` works. Training
+and testing go through anomalib's ``Engine`` or CLI::
+
+    Engine(max_epochs=10).train(GaussFT(backbone="tf_efficientnet_lite0"), datamodule=MVTecAD(category="bottle"))
+    anomalib train --model GaussFT --data anomalib.data.MVTecAD --data.category bottle --trainer.max_epochs 10
 
 Example:
-    >>> from anomalib.data import MVTecAD
-    >>> from anomalib.engine import Engine
+    >>> from anomalib.models import get_model
     >>> from anomalib_gaussft import GaussFT
-    >>> model = GaussFT(backbone="tf_efficientnet_lite0", image_size=(224, 224))  # doctest: +SKIP
-    >>> Engine(max_epochs=10).train(model, datamodule=MVTecAD(category="bottle"))  # doctest: +SKIP
+    >>> model = get_model("GaussFT", backbone="tf_efficientnet_lite0", image_size=(224, 224))  # bundled weights
+    >>> isinstance(model, GaussFT), model.image_size
+    (True, (224, 224))
 """
 
 from __future__ import annotations

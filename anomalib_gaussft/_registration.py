@@ -10,8 +10,11 @@ top level of site-packages (as ``_anomalib_gaussft_registration``) and called fr
 start. It imports nothing heavy: it only adds a ``sys.meta_path`` finder that waits for ``anomalib.models`` to be
 imported, lets it execute, then imports :mod:`anomalib_gaussft` and sets ``anomalib.models.GaussFT``.
 
-It can never break the interpreter: every failure is caught and logged at debug level (set
-``ANOMALIB_GAUSSFT_DEBUG=1`` to see it on stderr). ``ANOMALIB_GAUSSFT_NO_REGISTER=1`` turns the hook off.
+It never breaks the interpreter nor the import of ``anomalib.models``: a failure to register (e.g. a broken
+install of this package or of one of its dependencies) is caught and reported as a ``RuntimeWarning`` that names the
+cause, instead of surfacing later as "model GaussFT not found". ``ANOMALIB_GAUSSFT_DEBUG=1`` also prints the
+traceback on stderr. ``ANOMALIB_GAUSSFT_NO_REGISTER=1`` turns the hook off.
+
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import importlib.machinery
 import logging
 import os
 import sys
+import traceback
+import warnings
 from types import ModuleType
 
 logger = logging.getLogger("anomalib_gaussft.registration")
@@ -43,9 +48,30 @@ def register(models_module: ModuleType) -> None:
 
 
 def _report(exc: BaseException) -> None:
-    logger.debug("anomalib-gaussft registration failed", exc_info=exc)
-    if os.environ.get("ANOMALIB_GAUSSFT_DEBUG"):
-        print(f"anomalib-gaussft: registration failed: {exc!r}", file=sys.stderr)
+    """Warn that registration failed, naming the cause; never raise (not even with ``-W error``)."""
+    message = (
+        f"anomalib-gaussft: could not register GaussFT with anomalib.models ({type(exc).__name__}: {exc}); "
+        "`--model GaussFT` and get_model('GaussFT') will not find it. "
+        "Set ANOMALIB_GAUSSFT_NO_REGISTER=1 to turn the hook off."
+    )
+    logger.debug(message, exc_info=exc)
+    try:
+        if os.environ.get("ANOMALIB_GAUSSFT_DEBUG"):
+            traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+    except Exception:  # warnings turned into errors: say it on stderr instead of failing the import
+        try:
+            print(f"warning: {message}", file=sys.stderr)
+        except Exception:  # no usable stderr: nothing left to report to
+            logger.debug("could not report the registration failure", exc_info=True)
+
+
+def _register_safely(models_module: ModuleType) -> None:
+    """Call :func:`register`, reporting any failure with :func:`_report` instead of raising it."""
+    try:
+        register(models_module)
+    except Exception as exc:
+        _report(exc)
 
 
 class _RegisteringLoader(importlib.abc.Loader):
@@ -59,10 +85,7 @@ class _RegisteringLoader(importlib.abc.Loader):
 
     def exec_module(self, module: ModuleType) -> None:
         self._loader.exec_module(module)  # failures of anomalib itself propagate unchanged
-        try:
-            register(module)
-        except Exception as exc:
-            _report(exc)
+        _register_safely(module)
 
     def __getattr__(self, name: str) -> object:  # e.g. get_resource_reader, is_package
         return getattr(self._loader, name)
@@ -95,7 +118,7 @@ def install() -> None:
         if os.environ.get("ANOMALIB_GAUSSFT_NO_REGISTER"):
             return
         if TARGET_MODULE in sys.modules:  # anomalib.models already imported: register now
-            register(sys.modules[TARGET_MODULE])
+            _register_safely(sys.modules[TARGET_MODULE])
             return
         if not any(isinstance(finder, _AnomalibModelsFinder) for finder in sys.meta_path):
             sys.meta_path.insert(0, _AnomalibModelsFinder())

@@ -4,10 +4,14 @@
 """The real ``anomalib`` console script with GaussFT: registration by bare name, YAML configs, a full train."""
 
 import csv
+import importlib
 import os
 import subprocess
 import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -117,3 +121,115 @@ def test_demo_reads_metrics_and_formats_the_table(tmp_path: Path) -> None:
     assert "| brick | 0.970 | 0.950 | 3 (2) | 12 s |" in table
     with pytest.raises(FileNotFoundError, match="was not written"):
         _read_metrics(tmp_path / "missing.csv")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# `anomalib-gaussft`: light to start; a subcommand's module is imported only when it is chosen
+# ----------------------------------------------------------------------------------------------------------------------
+def test_help_imports_neither_torch_nor_anomalib(tmp_path: Path) -> None:
+    # The console script itself, with Python's import log: nothing heavy may appear in it.
+    script = BIN / "anomalib-gaussft"
+    result = _run([sys.executable, "-X", "importtime", str(script), "--help"], tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert all(name in result.stdout for name in ("demo-data", "weights", "demo", "benchmark"))
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.splitlines() if "|" in line}
+    assert "anomalib_gaussft" in imported  # the log is the right one
+    assert not imported & {"torch", "anomalib", "lightning", "timm", "numpy"}, sorted(imported)
+
+    # Building the parser and the help of the light subcommands do not import them either.
+    code = (
+        "import contextlib, io, sys\n"
+        "from anomalib_gaussft.cli import build_parser, main\n"
+        "build_parser()\n"
+        "for argv in (['--help'], ['weights', '--help'], ['weights', 'import', '--help'], ['demo-data', '--help']):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):\n"
+        "        main(argv)\n"
+        "    assert 'usage: anomalib-gaussft' in out.getvalue(), argv\n"
+        "heavy = sorted(name for name in ('torch', 'anomalib', 'lightning', 'timm') if name in sys.modules)\n"
+        "print('HEAVY', heavy)\n"
+    )
+    result = _run([sys.executable, "-c", code], tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "HEAVY []"
+
+
+def test_subcommand_help_lists_its_own_options(capsys: pytest.CaptureFixture[str]) -> None:
+    from anomalib_gaussft.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["demo-data", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--n-test-good" in out
+    assert "--n-test-defect" in out
+    with pytest.raises(SystemExit):
+        main(["weights"])  # a weights sub-command is required
+    assert "{import,list}" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The registration hook (tested on this checkout's copy; the installed one is `_anomalib_gaussft_registration`)
+# ----------------------------------------------------------------------------------------------------------------------
+FAKE_TARGET = "fake_anomalib_models_for_gaussft_tests"
+
+
+@pytest.fixture
+def registration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    """This checkout's registration module, aimed at a stand-in for ``anomalib.models`` whose import it watches."""
+    from anomalib_gaussft import _registration
+
+    (tmp_path / f"{FAKE_TARGET}.py").write_text("VALUE = 1\n__all__ = ['VALUE']\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    monkeypatch.setattr(_registration, "TARGET_MODULE", FAKE_TARGET)
+    monkeypatch.delitem(sys.modules, FAKE_TARGET, raising=False)
+    monkeypatch.delenv("ANOMALIB_GAUSSFT_NO_REGISTER", raising=False)
+    importlib.invalidate_caches()
+    yield _registration
+    sys.modules.pop(FAKE_TARGET, None)
+
+
+def _broken_register(models_module: object) -> None:
+    msg = "No module named 'timm'"
+    raise ModuleNotFoundError(msg)
+
+
+def test_registration_failure_warns_with_its_cause(registration: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registration, "register", _broken_register)
+    registration.install()
+    with pytest.warns(RuntimeWarning, match=r"could not register GaussFT.*ModuleNotFoundError: No module named 'timm'"):
+        module = importlib.import_module(FAKE_TARGET)
+    assert module.VALUE == 1  # the watched import itself still works
+
+    # Registering when the target is already imported reports the same way.
+    with pytest.warns(RuntimeWarning, match="No module named 'timm'"):
+        registration.install()
+
+
+def test_registration_failure_never_raises_even_with_warnings_as_errors(
+    registration: ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(registration, "register", _broken_register)
+    registration.install()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        module = importlib.import_module(FAKE_TARGET)
+    assert module.VALUE == 1
+    assert "could not register GaussFT" in capsys.readouterr().err
+
+
+def test_registration_registers_or_is_turned_off(registration: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    monkeypatch.setattr(registration, "register", calls.append)
+    monkeypatch.setenv("ANOMALIB_GAUSSFT_NO_REGISTER", "1")
+    registration.install()
+    importlib.import_module(FAKE_TARGET)
+    assert calls == []
+    sys.modules.pop(FAKE_TARGET)
+
+    monkeypatch.delenv("ANOMALIB_GAUSSFT_NO_REGISTER")
+    registration.install()
+    module = importlib.import_module(FAKE_TARGET)
+    assert calls == [module]

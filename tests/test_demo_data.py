@@ -16,8 +16,16 @@ from PIL import Image
 
 pytest.importorskip("skimage")
 
-from anomalib_gaussft.data import demo_dataset as demo_data
-from anomalib_gaussft.data.demo_dataset import DEMO_CATEGORIES, DEMO_SOURCES, generate_demo_dataset, render_sample
+from anomalib_gaussft.cli import demo_data as demo_data_cli
+from anomalib_gaussft.data import (
+    DEFAULT_CATEGORIES,
+    DEMO_CATEGORIES,
+    DEMO_SOURCES,
+    defects,
+    demo_dataset,
+    generate_demo_dataset,
+    render_sample,
+)
 
 SMALL = {"image_size": 64, "n_train": 3, "n_test_good": 2, "n_test_defect": 2}
 
@@ -51,7 +59,8 @@ def test_categories_and_sources_table() -> None:
         assert source.license in {"CC0-1.0", "Public domain"}
         assert source.source
         assert len(source.defects) >= 3
-        assert all(defect in demo_data._DEFECTS for defect in source.defects)
+        assert all(defect in defects.DEFECTS for defect in source.defects)
+    assert set(DEFAULT_CATEGORIES) <= set(DEMO_CATEGORIES)
 
 
 def test_layout_and_counts(small_root: Path) -> None:
@@ -77,7 +86,7 @@ def test_layout_and_counts(small_root: Path) -> None:
                 assert image.shape == (64, 64, 3)
 
 
-def test_masks_match_files_and_are_exact(small_root: Path) -> None:
+def test_files_are_the_rendered_samples(small_root: Path) -> None:
     for category in ("brick", "coffee"):
         cat = small_root / category
         for split, label in [("train", "good"), ("test", "good")]:
@@ -88,29 +97,60 @@ def test_masks_match_files_and_are_exact(small_root: Path) -> None:
                 assert not mask.any()
         for defect in DEMO_SOURCES[category].defects:
             for path in sorted((cat / "test" / defect).glob("*.png")):
-                clean, image, mask = render_sample(category, "test", defect, int(path.stem), seed=0, image_size=64)
+                _, image, mask = render_sample(category, "test", defect, int(path.stem), seed=0, image_size=64)
                 stored_mask = _read(cat / "ground_truth" / defect / f"{path.stem}_mask.png")
                 np.testing.assert_array_equal(_read(path), image)
                 np.testing.assert_array_equal(stored_mask, mask)
                 assert set(np.unique(stored_mask)) == {0, 255}
-                differs = image != clean if image.ndim == 2 else (image != clean).any(axis=-1)
-                np.testing.assert_array_equal(stored_mask > 0, differs)
+
+
+def _render_with_and_without_defect(
+    monkeypatch: pytest.MonkeyPatch, category: str, defect: str, index: int, **kwargs: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Render a test sample, and again from the same stream with the defect drawn as nothing.
+
+    Returns the defective image, its mask, the support the defect function drew, and the defect-free rendering.
+    """
+    drawn = {}
+    draw = defects.DEFECTS[defect]
+
+    def recording(clean: np.ndarray, ctx: defects.DefectContext, rng: np.random.Generator) -> defects.Defect:
+        layer, alpha, support = draw(clean, ctx, rng)
+        drawn["support"] = support.copy()
+        return layer, alpha, support
+
+    def nothing(clean: np.ndarray, ctx: defects.DefectContext, rng: np.random.Generator) -> defects.Defect:
+        none = np.zeros(clean.shape[:2], bool)
+        return clean, none.astype(np.float32), none
+
+    with monkeypatch.context() as patch:
+        patch.setattr(defects, "DEFECTS", {**defects.DEFECTS, defect: recording})
+        _, image, mask = render_sample(category, "test", defect, index, **kwargs)
+        patch.setattr(defects, "DEFECTS", {**defects.DEFECTS, defect: nothing})
+        _, without, no_mask = render_sample(category, "test", defect, index, **kwargs)
+    assert not no_mask.any()
+    return image, mask, drawn["support"], without
 
 
 @pytest.mark.parametrize("category", DEMO_CATEGORIES)
-def test_every_defect_is_exact_and_sized(category: str) -> None:
+def test_every_mask_is_the_defect_support_and_sized(category: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mask is exactly the region the defect was drawn on, and exactly where the image differs from the same
+    sample rendered without the defect."""
     for defect in DEMO_SOURCES[category].defects:
         for index in range(3):
-            clean, image, mask = render_sample(category, "test", defect, index, image_size=128, seed=3)
+            image, mask, support, without = _render_with_and_without_defect(
+                monkeypatch, category, defect, index, image_size=128, seed=3
+            )
             assert mask.dtype == np.uint8
             assert mask.shape == (128, 128)
             assert set(np.unique(mask)) == {0, 255}
-            differs = image != clean if image.ndim == 2 else (image != clean).any(axis=-1)
+            np.testing.assert_array_equal(mask > 0, support)
+            differs = image != without if image.ndim == 2 else (image != without).any(axis=-1)
             np.testing.assert_array_equal(mask > 0, differs)
             area = (mask > 0).mean()
             assert 0.002 < area < 0.08, (category, defect, index, area)
             # A defect is visible, not a one-grey-level nudge.
-            assert np.abs(image.astype(int) - clean.astype(int))[mask > 0].mean() > 8
+            assert np.abs(image.astype(int) - without.astype(int))[mask > 0].mean() > 8
 
 
 def test_normal_images_vary(small_root: Path) -> None:
@@ -214,7 +254,7 @@ def test_skip_overwrite_and_refuse(tmp_path: Path) -> None:
 
 def test_error_leaves_no_partial_category(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = {"n": 0}
-    original = demo_data._write_png
+    original = demo_dataset._write_png
 
     def failing(path: Path, image: np.ndarray) -> None:
         calls["n"] += 1
@@ -223,7 +263,7 @@ def test_error_leaves_no_partial_category(tmp_path: Path, monkeypatch: pytest.Mo
             raise OSError(msg)
         original(path, image)
 
-    monkeypatch.setattr(demo_data, "_write_png", failing)
+    monkeypatch.setattr(demo_dataset, "_write_png", failing)
     with pytest.raises(OSError, match="disk full"):
         generate_demo_dataset(tmp_path, ["brick"], **SMALL)
     assert list(tmp_path.iterdir()) == []
@@ -237,16 +277,29 @@ def test_missing_scikit_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser(prog="anomalib-gaussft demo-data")
-    demo_data.add_arguments(parser)
+    demo_data_cli.add_arguments(parser)
     argv = ["--root", str(tmp_path), "--categories", "gravel", "retina", "--seed", "0", "--image-size", "64"]
     argv += ["--n-train", "2", "--n-test-good", "1", "--n-test-defect", "1"]
-    assert demo_data.run(parser.parse_args(argv)) == 0
+    assert demo_data_cli.run(parser.parse_args(argv)) == 0
     out = capsys.readouterr().out
     assert "gravel" in out
     assert "retina" in out
     assert str(tmp_path.resolve()) in out
     assert len(list((tmp_path / "retina" / "test").rglob("*.png"))) == 1 + 4
-    assert demo_data.run(parser.parse_args(argv)) == 0
+    assert demo_data_cli.run(parser.parse_args(argv)) == 0
     assert "skipped" in capsys.readouterr().out
-    assert demo_data.run(parser.parse_args(["--root", str(tmp_path), "--categories", "bottle"])) == 1
+    assert demo_data_cli.run(parser.parse_args(["--root", str(tmp_path), "--categories", "bottle"])) == 1
     assert "Valid categories" in capsys.readouterr().err
+
+
+def test_cli_test_set_sizes_and_defaults(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--n-test-good` / `--n-test-defect` size the test set (benchmarks); the defaults stay the fast demo's."""
+    from anomalib_gaussft.cli import build_parser, main
+
+    defaults = build_parser().parse_args(["demo-data"])
+    assert (defaults.image_size, defaults.n_train, defaults.n_test_good, defaults.n_test_defect) == (256, 60, 12, 8)
+    argv = ["demo-data", "--root", str(tmp_path), "--categories", "cat", "--image-size", "32", "--n-train", "1"]
+    assert main([*argv, "--n-test-good", "5", "--n-test-defect", "3"]) == 0
+    assert "test good 5, defects: missing 3, patch 3, scratch 3, stain 3 (written)" in capsys.readouterr().out
+    assert len(list((tmp_path / "cat" / "test" / "good").iterdir())) == 5
+    assert len(list((tmp_path / "cat" / "ground_truth" / "stain").iterdir())) == 3

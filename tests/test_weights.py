@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import pickle
+import re
 import subprocess
 import sys
 import textwrap
@@ -25,15 +26,18 @@ import torch.nn.functional as F  # noqa: N812
 import torchvision
 from safetensors.torch import save_file
 
+from anomalib_gaussft.cli import weights as weights_cli
 from anomalib_gaussft.weights import (
+    BUNDLED_WEIGHTS,
     PretrainedWeightsNotFoundError,
     bundled_weights_available,
     bundled_weights_path,
+    cached_hub_weights,
     convert_efficientnet_pytorch_state_dict,
     import_weights_to_hub_cache,
     load_pretrained_weights,
 )
-from anomalib_gaussft.weights import sources as weights
+from anomalib_gaussft.weights import efficientnet_pytorch as effnet
 
 LITE = ("tf_efficientnet_lite0", "tf_efficientnet_lite1")
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -80,7 +84,7 @@ def lite_classifiers() -> dict[str, torch.nn.Module]:
     for name in LITE:
         model = timm.create_model(name, pretrained=False)
         source = load_pretrained_weights(model, name)
-        assert source == f"package {weights.BUNDLED_WEIGHTS[name][0]}"
+        assert source == f"package {BUNDLED_WEIGHTS[name][0]}"
         models[name] = model.eval()
     return models
 
@@ -125,7 +129,7 @@ def test_conversion_maps_flat_blocks_onto_stages(lite_classifiers: dict[str, tor
 
 def _to_efficientnet_pytorch_names(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Rename a timm EfficientNet state dict to EfficientNet-PyTorch names (the inverse mapping, for tests)."""
-    top = {v: k for k, v in weights._EFFNET_TOP_LEVEL.items()}
+    top = {v: k for k, v in effnet._EFFNET_TOP_LEVEL.items()}
     positions = [(s, b) for s, stage in enumerate(model.blocks) for b in range(len(stage))]
     result = {}
     for key, value in model.state_dict().items():
@@ -133,7 +137,7 @@ def _to_efficientnet_pytorch_names(model: torch.nn.Module) -> dict[str, torch.Te
         if parts[0] == "blocks":
             index = positions.index((int(parts[1]), int(parts[2])))
             block = model.blocks[int(parts[1])][int(parts[2])]
-            names = weights._EFFNET_IR_BLOCK if hasattr(block, "conv_pwl") else weights._EFFNET_DS_BLOCK
+            names = effnet._EFFNET_IR_BLOCK if hasattr(block, "conv_pwl") else effnet._EFFNET_DS_BLOCK
             inverse = {v: k for k, v in names.items()}
             rest = ".".join(parts[3:])
             module = next(m for m in sorted(inverse, key=len, reverse=True) if rest.startswith(m + "."))
@@ -272,6 +276,57 @@ def test_import_to_default_hub_cache_feeds_timm_loader(tmp_path: Path, offline_e
     assert import_weights_to_hub_cache("resnet18", weights_path=pth) == snapshot
 
 
+def _resnet18_in_hub_cache(tmp_path: Path) -> Path:
+    """Import random ResNet-18 weights into the (test's empty) default hub cache; return the cached file."""
+    pth = tmp_path / "resnet18.pth"
+    torch.save(timm.create_model("resnet18", pretrained=False).state_dict(), pth)
+    cached = import_weights_to_hub_cache("resnet18", weights_path=pth) / "model.safetensors"
+    assert cached_hub_weights("resnet18") == cached
+    return cached
+
+
+def test_corrupt_hub_cache_file_is_an_error_naming_it(tmp_path: Path) -> None:
+    cached = _resnet18_in_hub_cache(tmp_path)
+    cached.write_bytes(cached.read_bytes()[:1000])  # e.g. an interrupted copy
+    with pytest.raises(ValueError, match=re.escape(str(cached))) as info:
+        load_pretrained_weights(timm.create_model("resnet18", pretrained=False), "resnet18")
+    assert "cannot be read" in str(info.value)
+    assert "anomalib-gaussft weights import --backbone resnet18" in str(info.value)
+
+
+def test_unreadable_hub_cache_file_is_an_error_not_a_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An OSError from a cached file that is there (here: no read permission) must not read as "not cached"."""
+    import safetensors.torch
+
+    cached = _resnet18_in_hub_cache(tmp_path)
+    real_load_file = safetensors.torch.load_file
+
+    def unreadable(filename: str, *args: object, **kwargs: object) -> dict:
+        if Path(filename).resolve() == cached.resolve():  # what `chmod 000` gives a non-root user
+            raise PermissionError(13, "Permission denied", str(filename))
+        return real_load_file(filename, *args, **kwargs)
+
+    monkeypatch.setattr(safetensors.torch, "load_file", unreadable)
+    with pytest.raises(ValueError, match=re.escape(str(cached))) as info:
+        load_pretrained_weights(timm.create_model("resnet18", pretrained=False), "resnet18")
+    assert "PermissionError" in str(info.value)
+    assert not isinstance(info.value, PretrainedWeightsNotFoundError)
+
+    # GaussFT must report it too, not fall back on EfficientNet-Lite0 as if the weights were missing.
+    from anomalib_gaussft import GaussFT
+
+    with pytest.raises(ValueError, match=re.escape(str(cached))):
+        GaussFT(backbone="resnet18", image_size=(64, 64))
+
+
+def test_cache_miss_still_falls_back_on_the_next_source(tmp_path: Path) -> None:
+    """Bundled weights win over the hub; a backbone with no cached file still ends in the "not found" error."""
+    model = timm.create_model("resnet34", pretrained=False)
+    _resnet18_in_hub_cache(tmp_path)  # another repository's file does not count
+    with pytest.raises(PretrainedWeightsNotFoundError, match="hub cache timm/resnet34"):
+        load_pretrained_weights(model, "resnet34")
+
+
 def test_import_to_hub_cache_serves_timm_and_anomalib_offline(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -347,20 +402,20 @@ def test_import_without_weights_source_raises() -> None:
 def test_cli_import_and_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser(prog="anomalib-gaussft")
     commands = parser.add_subparsers(dest="command", required=True)
-    weights.add_arguments(commands.add_parser("weights"))
+    weights_cli.add_arguments(commands.add_parser("weights"))
     cache = tmp_path / "cli_cache"
 
     args = parser.parse_args(["weights", "import", "--backbone", "tf_efficientnet_lite1", "--cache-dir", str(cache)])
-    assert weights.run(args) == 0
+    assert weights_cli.run(args) == 0
     assert (cache / "models--timm--tf_efficientnet_lite1.in1k" / "refs" / "main").is_file()
     assert f"HF_HUB_CACHE={cache}" in capsys.readouterr().out
 
-    assert weights.run(parser.parse_args(["weights", "list", "--cache-dir", str(cache)])) == 0
+    assert weights_cli.run(parser.parse_args(["weights", "list", "--cache-dir", str(cache)])) == 0
     rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[2:]}
     assert rows["tf_efficientnet_lite0"][1:] == ["installed", "timm/tf_efficientnet_lite0.in1k", "no"]
     assert rows["tf_efficientnet_lite1"][1:] == ["installed", "timm/tf_efficientnet_lite1.in1k", "yes"]
 
-    assert weights.main(["import", "--backbone", "resnet18", "--cache-dir", str(cache)]) == 1
+    assert weights_cli.main(["import", "--backbone", "resnet18", "--cache-dir", str(cache)]) == 1
     assert "No pretrained ImageNet weights found for backbone 'resnet18'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parser.parse_args(["weights"])  # a sub-command is required

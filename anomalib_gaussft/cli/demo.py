@@ -13,10 +13,13 @@
 3. OpenVINO export of every trained model through ``Engine.export``;
 4. a table: image and pixel AUROC, epochs, train time per category, and where the pictures and exports are.
 
-Example:
-    .. code-block:: bash
+From the shell: ``anomalib-gaussft demo --categories brick coffee --epochs 4``.
 
-        anomalib-gaussft demo --categories brick coffee --epochs 4
+Example:
+    >>> from anomalib_gaussft.cli import build_parser
+    >>> args = build_parser().parse_args(["demo", "--categories", "brick", "coffee", "--epochs", "4"])
+    >>> args.categories, args.epochs, args.no_export
+    (['brick', 'coffee'], 4, False)
 """
 
 from __future__ import annotations
