@@ -17,13 +17,14 @@ from anomalib_gaussft.model.feature_extractor import FeatureExtractor
 from anomalib_gaussft.model.gaussian import MultivariateGaussian, StreamingGaussianEstimator
 from anomalib_gaussft.model.lightning_model import GaussFT
 from anomalib_gaussft.model.loss import MahalanobisLoss
-from anomalib_gaussft.model.torch_model import GaussFTModel
+from anomalib_gaussft.model.torch_model import GaussFTModel, GaussianEstimators
 
 __all__ = [
     "AnomalyMapGenerator",
     "FeatureExtractor",
     "GaussFT",
     "GaussFTModel",
+    "GaussianEstimators",
     "MahalanobisLoss",
     "MultivariateGaussian",
     "StreamingGaussianEstimator",
