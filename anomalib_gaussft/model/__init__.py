@@ -5,6 +5,7 @@
 
 Data flows one way: images -> :class:`FeatureExtractor` -> pooled and local features -> :class:`MultivariateGaussian`
 per level -> image scores and anomaly maps (:class:`GaussFTModel`) -> anomalib's post-processing (:class:`GaussFT`).
+``README.md`` beside this file has the diagram, a map of the modules, usage and measured results.
 
 Example:
     >>> from anomalib_gaussft.model import GaussFT
