@@ -10,11 +10,13 @@ forgetting decisions, metrics) to ``OUTPUT/rank<r>.pt``. The tests then check th
 
 * training reports test metrics, the same on both ranks;
 * the Gaussians fitted under DDP (statistics summed over ranks) equal a single-process fit of the same network on
-  the same images;
+  the same images, and so do the post-processor's thresholds;
 * both ranks hold identical weights, Gaussians and post-processor thresholds and took the same forgetting decisions.
 
-The demo category has 24 training images; forgetting detection holds out 8, so 16 remain: divisible by the world
-size, so the ``DistributedSampler`` pads nothing (see ``test_distributed_sampler_padding_duplicates_images``).
+The demo category here has 23 training images; forgetting detection holds out 8, so 15 remain: not divisible by the
+world size, so Lightning's ``DistributedSampler`` repeats one image to give both ranks 8. The fit must count it once
+(``anomalib_gaussft.model.fitting.unpadded_length``; ``test_sampler_repeats_are_left_out_of_the_fit`` checks that
+for many sizes in-process).
 """
 
 from __future__ import annotations
@@ -30,14 +32,16 @@ import torch
 from anomalib.data import MVTecAD
 from anomalib.engine import Engine
 from lightning.pytorch import seed_everything
-from torch.utils.data import DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from anomalib_gaussft import GaussFT
 from anomalib_gaussft.forgetting import ForgettingDetection
-from anomalib_gaussft.model.gaussian import StreamingGaussianEstimator
+from anomalib_gaussft.model import GaussFTModel
+from anomalib_gaussft.model.fitting import accumulate_training_set, unpadded_length
 
 WORLD_SIZE = 2
 BATCH_SIZE = 8
+N_TRAIN = 23  # 15 after forgetting detection's hold-out of 8: odd, so the sampler pads
 MODEL_KWARGS: dict[str, Any] = {
     "backbone": "tf_efficientnet_lite0",
     "pretrained": False,
@@ -110,11 +114,20 @@ def train_ddp(root: str, output: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def ranks(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+def odd_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A demo category with :data:`N_TRAIN` training images (64 px)."""
+    from anomalib_gaussft.data.demo_dataset import generate_demo_dataset
+
+    root = tmp_path_factory.mktemp("odd_demo")
+    return generate_demo_dataset(root, ["brick"], image_size=64, n_train=N_TRAIN, n_test_good=6, n_test_defect=3)
+
+
+@pytest.fixture(scope="module")
+def ranks(odd_root: Path, tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     """Run the DDP training in a subprocess and load what each rank saved."""
     output = tmp_path_factory.mktemp("ddp")
     completed = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), str(demo_root), str(output)],
+        [sys.executable, str(Path(__file__).resolve()), str(odd_root), str(output)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -127,19 +140,17 @@ def ranks(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> list[dic
 def test_ddp_training_reports_metrics_on_every_rank(ranks: list[dict[str, Any]]) -> None:
     assert [result["rank"] for result in ranks] == list(range(WORLD_SIZE))
     assert all(result["world_size"] == WORLD_SIZE and result["epoch"] == 2 for result in ranks)
-    metrics = ranks[0]["metrics"][0]
-    for key in ("image_AUROC", "image_F1Score", "pixel_AUROC", "pixel_F1Score"):
-        assert 0.0 <= metrics[key] <= 1.0
+    assert {"image_AUROC", "image_F1Score", "pixel_AUROC", "pixel_F1Score"} <= ranks[0]["metrics"][0].keys()
     assert ranks[1]["metrics"] == ranks[0]["metrics"]  # torchmetrics synchronise the test metrics over the ranks
 
 
-def test_ddp_gaussians_equal_a_single_process_fit(ranks: list[dict[str, Any]], demo_root: Path) -> None:
+def test_ddp_gaussians_and_thresholds_equal_a_single_process_run(ranks: list[dict[str, Any]], odd_root: Path) -> None:
     train_images = ranks[0]["train_images"]
-    assert len(train_images) == 16
-    assert all(count == len(train_images) for result in ranks for count in result["fit_counts"])  # summed, unpadded
+    assert len(train_images) == 15  # odd: the DistributedSampler gave each rank 8, one image twice
+    assert all(count == len(train_images) for result in ranks for count in result["fit_counts"])  # counted once
     model = GaussFT(**MODEL_KWARGS, forgetting_detection=False)
     model.load_state_dict(ranks[0]["state_dict"])  # the backbone as DDP left it
-    datamodule = _datamodule(demo_root)
+    datamodule = _datamodule(odd_root)
     datamodule.setup()
     keep = set(train_images)
     datamodule.train_data.subsample(
@@ -149,6 +160,8 @@ def test_ddp_gaussians_equal_a_single_process_fit(ranks: list[dict[str, Any]], d
     torch.set_num_threads(ranks[0]["threads"])  # the ranks' thread count: same float32 convolution results
     try:
         model.fit_gaussians(datamodule.train_dataloader())
+        engine = Engine(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
+        engine.validate(model, datamodule=datamodule)  # thresholds from the 9 validation images, each once
     finally:
         torch.set_num_threads(threads)
     single = model.state_dict()
@@ -162,6 +175,11 @@ def test_ddp_gaussians_equal_a_single_process_fit(ranks: list[dict[str, Any]], d
                 torch.testing.assert_close(actual, reference, rtol=1e-6, atol=1e-6 * scale, msg=key)
             else:
                 assert torch.equal(actual, reference), key
+    # Lightning's sampler also repeats one of the 9 validation images under DDP; here that does not move anomalib's
+    # F1-optimal thresholds, but an image repeated above them would (post-processor and sampler are not GaussFT's).
+    thresholds = (model.post_processor.image_threshold.item(), model.post_processor.pixel_threshold.item())
+    for result in ranks:
+        assert result["thresholds"] == pytest.approx(thresholds, rel=1e-5)
 
 
 def test_ddp_ranks_agree_on_weights_thresholds_and_forgetting(ranks: list[dict[str, Any]]) -> None:
@@ -175,21 +193,44 @@ def test_ddp_ranks_agree_on_weights_thresholds_and_forgetting(ranks: list[dict[s
     assert len(first["forgetting"]["history"]) == 2  # one decision per epoch, taken identically on both ranks
 
 
-def test_distributed_sampler_padding_duplicates_images() -> None:
-    """With a dataset size not divisible by the world size, DDP's sampler repeats images: the fit counts them twice."""
-    features = torch.randn(15, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    for size, padded in ((15, 16), (14, 14)):
-        shards = [
-            list(DistributedSampler(range(size), num_replicas=WORLD_SIZE, rank=rank, shuffle=False))
-            for rank in range(WORLD_SIZE)
-        ]
-        summed = StreamingGaussianEstimator(6)  # the moments are additive: this is what all_reduce produces
-        for shard in shards:
-            summed.update(features[shard])
-        single = StreamingGaussianEstimator(6)
-        single.update(features[:size])
-        assert summed.n_samples == padded
-        assert torch.allclose(summed.mean(), single.mean()) is (padded == size)
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_sampler_repeats_are_left_out_of_the_fit(shuffle: bool) -> None:
+    """Every image is counted exactly once over the ranks' ``DistributedSampler`` shards, whatever their padding."""
+    for size, world_size, batch_size in ((15, 2, 4), (14, 2, 4), (5, 4, 1), (3, 4, 2), (10, 3, 3)):
+        seen: list[int] = []
+        for rank in range(world_size):
+            sampler = DistributedSampler(range(size), num_replicas=world_size, rank=rank, shuffle=shuffle, seed=1)
+            loader = DataLoader(range(size), sampler=sampler, batch_size=batch_size)
+            kept = unpadded_length(loader)
+            assert kept == len(range(rank, size, world_size))
+            seen += [int(index) for batch in loader for index in batch][:kept]
+        assert sorted(seen) == list(range(size)), (size, world_size)
+
+
+class _Images(Dataset):
+    """Image tensors as a map-style dataset (a plain ``(3, H, W)`` tensor per index)."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.images[index]
+
+
+def test_fit_of_padded_shards_counts_every_image_once() -> None:
+    """The per-rank passes of ``fit_gaussians`` over padded shards count 3 + 2 images, not 3 + 3 (one repeated)."""
+    model = GaussFTModel("resnet18", layers=["layer1"], map_layers=["layer1"], pretrained=False)
+    images = _Images(torch.rand(5, 3, 32, 32))
+    shards = [DistributedSampler(images, num_replicas=WORLD_SIZE, rank=rank, shuffle=False) for rank in (0, 1)]
+    estimators = [accumulate_training_set(model, DataLoader(images, sampler=s, batch_size=2)) for s in shards]
+    assert [e.n_images for e in estimators] == [3, 2]
+    torch.testing.assert_close(  # the global level's sums over the two ranks equal those of the five images
+        sum(e.levels[0].sum + e.levels[0].count * e.levels[0].shift for e in estimators),
+        accumulate_training_set(model, [images.images]).levels[0].mean().mul(5),
+    )
 
 
 if __name__ == "__main__":

@@ -1,18 +1,23 @@
 # Copyright (C) 2026 anomalib-gaussft developers
 # SPDX-License-Identifier: Apache-2.0
 
-"""GaussFT's torch model, loss and Lightning module: gradients, BatchNorm, training, checkpoints, export."""
+"""GaussFT's torch model, loss and Lightning module: gradients, BatchNorm, scores, training, checkpoints, export."""
+
+import re
 
 import pytest
 import torch
 from anomalib.data import MVTecAD
 from anomalib.engine import Engine
 from conftest import TINY_MODEL_KWARGS
+from lightning.pytorch import Trainer, seed_everything
 
 from anomalib_gaussft import GaussFT
+from anomalib_gaussft.evaluation import rank_auroc
+from anomalib_gaussft.model.anomaly_map import AnomalyMapGenerator
 from anomalib_gaussft.model.gaussian import MultivariateGaussian, StreamingGaussianEstimator
 from anomalib_gaussft.model.loss import MahalanobisLoss
-from anomalib_gaussft.model.torch_model import GaussFTModel
+from anomalib_gaussft.model.torch_model import GaussFTModel, GaussianEstimators
 from anomalib_gaussft.weights import PretrainedWeightsNotFoundError
 
 
@@ -27,6 +32,9 @@ def _fitted_gaussian(dim: int, seed: int = 0) -> MultivariateGaussian:
 
 def test_loss_gradient_is_analytic_and_flows_only_into_features() -> None:
     gaussians = [_fitted_gaussian(4, 0), _fitted_gaussian(3, 1)]
+    for gaussian in gaussians:  # were the Gaussian not detached in the loss, these would receive gradients
+        gaussian.mean.requires_grad_(True)
+        gaussian.whitening.requires_grad_(True)
     features = [
         torch.randn(5, 4, dtype=torch.float64, requires_grad=True),
         torch.randn(5, 3, dtype=torch.float64, requires_grad=True),
@@ -34,13 +42,13 @@ def test_loss_gradient_is_analytic_and_flows_only_into_features() -> None:
     loss = MahalanobisLoss()(features, gaussians)
     loss.backward()
     for x, gaussian in zip(features, gaussians, strict=True):
-        precision = gaussian.whitening.T @ gaussian.whitening
-        centred = x.detach() - gaussian.mean
+        precision = (gaussian.whitening.T @ gaussian.whitening).detach()
+        centred = x.detach() - gaussian.mean.detach()
         distance = torch.sqrt(((centred @ precision) * centred).sum(dim=1, keepdim=True))
         expected = (centred @ precision) / distance / x.shape[0]  # d/dx of mean_n d(x_n)
         torch.testing.assert_close(x.grad, expected)
-        assert not gaussian.mean.requires_grad
         assert gaussian.mean.grad is None
+        assert gaussian.whitening.grad is None
     assert torch.autograd.gradcheck(
         lambda a: MahalanobisLoss()([a], gaussians[:1]), (torch.randn(3, 4, dtype=torch.float64, requires_grad=True),)
     )
@@ -105,10 +113,27 @@ def trained(demo_root, tmp_path_factory) -> tuple:
     return engine, model, datamodule, metrics
 
 
-def test_training_reports_image_and_pixel_metrics(trained: tuple) -> None:
-    _, model, _, metrics = trained
-    for key in ("image_AUROC", "pixel_AUROC", "image_F1Score", "pixel_F1Score"):
-        assert 0.0 <= metrics[key] <= 1.0
+def test_training_reports_the_metrics_of_its_own_test_predictions(trained: tuple) -> None:
+    """The reported test metrics are those of the model's post-processed outputs, recomputed here independently."""
+    _, model, datamodule, metrics = trained
+    scores, labels, predicted, maps, masks = [], [], [], [], []
+    model.eval()
+    with torch.no_grad():
+        for batch in datamodule.test_dataloader():
+            output = model(batch.image)  # pre-processing, model, post-processing (thresholds, normalisation)
+            scores.append(output.pred_score)
+            predicted.append(output.pred_label.bool())
+            labels.append(batch.gt_label.bool())
+            maps.append(output.anomaly_map.flatten())
+            masks.append(batch.gt_mask.bool().flatten())
+    scores, labels, predicted, maps, masks = (torch.cat(values) for values in (scores, labels, predicted, maps, masks))
+    assert 0 < labels.sum() < len(labels)
+    assert masks.any()
+    assert metrics["image_AUROC"] == pytest.approx(rank_auroc(scores[~labels], scores[labels]), abs=1e-4)
+    assert metrics["pixel_AUROC"] == pytest.approx(rank_auroc(maps[~masks], maps[masks]), abs=1e-4)
+    true_positives = (predicted & labels).sum().item()
+    f1 = 2 * true_positives / (predicted.sum().item() + labels.sum().item())
+    assert metrics["image_F1Score"] == pytest.approx(f1, abs=1e-6)
     assert model.model.is_fitted
     assert model.post_processor.image_threshold.isfinite()
 
@@ -148,9 +173,175 @@ def test_fixed_features_mode_fits_in_one_epoch(demo_root, tmp_path) -> None:
     model = GaussFT(
         backbone="resnet18", pretrained=False, image_size=(64, 64), fine_tune=False, layers=["layer2", "layer3"]
     )
+    initial = _backbone_state(model)
     datamodule = MVTecAD(root=demo_root, category="coffee", train_batch_size=8, eval_batch_size=8, num_workers=0)
     engine = Engine(default_root_dir=tmp_path, accelerator="cpu", logger=False)
-    metrics = engine.train(model, datamodule=datamodule)[0]
-    assert engine.trainer.current_epoch == 1
-    assert "image_AUROC" in metrics
+    engine.fit(model, datamodule=datamodule)
+    assert engine.trainer.current_epoch == 1  # GaussFT's trainer_arguments set max_epochs=1
+    assert _changed(initial, _backbone_state(model)) == []
+    assert model.model.is_fitted
     assert not any(type(c).__name__ == "ForgettingDetection" for c in engine.trainer.callbacks)
+
+
+# ---------------------------------------------------------------------------------------------------- fine-tuning
+def _backbone_state(model: GaussFT) -> dict[str, torch.Tensor]:
+    return {key: value.clone() for key, value in model.model.feature_extractor.state_dict().items()}
+
+
+def _changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> list[str]:
+    return [key for key, value in before.items() if not torch.equal(value, after[key])]
+
+
+def _one_epoch(demo_root, **kwargs) -> dict:
+    """One epoch of one batch from the same initial weights and data: the backbone before and after, the optimiser."""
+    torch.manual_seed(0)
+    model = GaussFT(**TINY_MODEL_KWARGS, forgetting_detection=False, visualizer=False, lr=1e-3, **kwargs)
+    initial = _backbone_state(model)
+    seed_everything(0)
+    trainer = Trainer(
+        max_epochs=1,
+        limit_train_batches=1,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    datamodule = MVTecAD(root=demo_root, category="brick", train_batch_size=8, eval_batch_size=8, num_workers=0)
+    trainer.fit(model, datamodule=datamodule)
+    return {"initial": initial, "final": _backbone_state(model), "optimizer": trainer.optimizers[0]}
+
+
+@pytest.fixture(scope="module")
+def epochs(demo_root) -> dict[str, dict]:
+    """The first epoch with the default pretrained (scoring-only) epoch, without it, and with weight decay."""
+    return {
+        "pretrained": _one_epoch(demo_root),
+        "fine_tuned": _one_epoch(demo_root, pretrained_epoch=False),
+        "decayed": _one_epoch(demo_root, pretrained_epoch=False, weight_decay=0.5),
+    }
+
+
+def test_pretrained_epoch_leaves_weights_and_optimiser_untouched(epochs: dict[str, dict]) -> None:
+    run = epochs["pretrained"]
+    assert _changed(run["initial"], run["final"]) == []  # bit-identical, BatchNorm statistics included
+    assert len(run["optimizer"].state) == 0  # Adam took no step: no moments to carry into fine-tuning
+
+
+def test_without_pretrained_epoch_the_first_epoch_fine_tunes(epochs: dict[str, dict]) -> None:
+    run = epochs["fine_tuned"]
+    changed = _changed(run["initial"], run["final"])
+    assert "conv_stem.weight" in changed
+    assert not any("running_" in key for key in changed)  # freeze_batchnorm: the statistics stay
+    assert len(run["optimizer"].state) > 0
+
+
+def test_weight_decay_reaches_adam_and_changes_the_update(epochs: dict[str, dict]) -> None:
+    plain, decayed = epochs["fine_tuned"], epochs["decayed"]
+    assert [group["weight_decay"] for group in decayed["optimizer"].param_groups] == [0.5]
+    assert [group["weight_decay"] for group in plain["optimizer"].param_groups] == [0.0]
+    torch.testing.assert_close(decayed["initial"], plain["initial"], rtol=0, atol=0)  # the same start...
+    assert "conv_stem.weight" in _changed(plain["final"], decayed["final"])  # ...and another step
+
+
+# ---------------------------------------------------------------------------------------------------- scores
+def test_combined_image_score_equals_its_documented_formula() -> None:
+    """``combined``: mean over levels of ``d_l / sqrt(p_l)`` plus ``max`` of the local distance map ``/ sqrt(p)``."""
+    torch.manual_seed(0)
+    model = GaussFTModel(
+        "resnet18",
+        layers=["layer1", "layer2"],
+        map_layers=["layer2", "layer1"],
+        pretrained=False,
+        image_score="combined",
+    ).eval()
+    estimators = model.new_estimators("cpu")
+    model.accumulate(torch.rand(12, 3, 64, 64), estimators)
+    model.load_fits(estimators)
+    images = torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        actual = model(images).pred_score
+        features = dict(zip(["layer1", "layer2"], model.feature_extractor(images), strict=True))
+
+    def distance(x: torch.Tensor, gaussian: MultivariateGaussian) -> torch.Tensor:
+        precision = gaussian.whitening.double().T @ gaussian.whitening.double()
+        centred = x.double() - gaussian.mean.double()
+        return ((centred @ precision) * centred).sum(dim=-1).sqrt()
+
+    pooled = [features[name].mean(dim=(2, 3)) for name in model.layers]
+    levels = [distance(x, g) / g.dim**0.5 for x, g in zip(pooled, model.gaussians, strict=True)]
+    fine = features["layer1"]  # stride 4: layer2 (stride 8) is resized to it
+    coarse = torch.nn.functional.interpolate(features["layer2"], size=fine.shape[-2:], mode="bilinear")
+    local = distance(torch.cat([fine, coarse], dim=1).permute(0, 2, 3, 1), model.local_gaussian)
+    expected = torch.stack(levels).mean(dim=0) + local.flatten(1).amax(dim=1) / model.local_gaussian.dim**0.5
+    torch.testing.assert_close(actual.double(), expected, rtol=1e-4, atol=0)
+    model.image_score_mode = "global"
+    with torch.no_grad():
+        assert not torch.allclose(model(images).pred_score.double(), expected, rtol=1e-2)
+
+
+def test_separable_blur_equals_padims_gaussian_blur() -> None:
+    """The anomaly map equals PaDiM's upsampling and ``GaussianBlur2d`` (same sigma) to float32 rounding."""
+    from anomalib.models.image.padim.anomaly_map import AnomalyMapGenerator as PadimAnomalyMap
+
+    generator = torch.Generator().manual_seed(0)
+    for sigma in (1.0, 2.5, 4.0):
+        local_scores = torch.rand(2, 1, 28, 20, generator=generator) * 50
+        ours = AnomalyMapGenerator(sigma=sigma)(local_scores, (224, 160))
+        upsampled = torch.nn.functional.interpolate(local_scores, size=(224, 160), mode="bilinear", align_corners=False)
+        padim = PadimAnomalyMap(sigma=sigma).blur(upsampled)
+        scale = padim.abs().max().item()
+        torch.testing.assert_close(ours, padim, rtol=0, atol=3e-6 * scale)
+        assert not torch.allclose(upsampled, padim, rtol=0, atol=3e-4 * scale)  # the blur does something
+
+
+# ---------------------------------------------------------------------------------------------------- fitting
+def test_estimators_are_named_by_level_and_feed_the_right_gaussians() -> None:
+    model = GaussFTModel("resnet18", layers=["layer1", "layer3"], map_layers=["layer2"], pretrained=False).eval()
+    estimators = model.new_estimators("cpu")
+    assert [e.dim for e in estimators.levels] == [64, 256]
+    assert estimators.local.dim == 128
+    assert list(estimators) == [*estimators.levels, estimators.local]
+    model.accumulate(torch.rand(5, 3, 64, 64), estimators)
+    assert estimators.n_images == 5
+    assert estimators.local.n_samples == 5 * 8 * 8  # layer2 of a 64 px image: 8 x 8 positions
+    model.load_fits(estimators)
+    torch.testing.assert_close(model.gaussians[1].mean, estimators.levels[1].mean().float())
+    torch.testing.assert_close(model.local_gaussian.mean, estimators.local.mean().float())
+    with pytest.raises(ValueError, match="estimators for 1 global levels; this model has 2"):
+        model.load_fits(GaussianEstimators(levels=estimators.levels[:1], local=estimators.local))
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_fit_gaussians_restores_the_mode_when_the_pass_fails(
+    tiny_model_kwargs: dict, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    model = GaussFT(**tiny_model_kwargs, forgetting_detection=False)
+    model.model.train(mode == "train")
+
+    def failing(images: torch.Tensor) -> list[torch.Tensor]:
+        msg = "backbone failed"
+        raise RuntimeError(msg)
+
+    monkeypatch.setattr(model.model.feature_extractor, "forward", failing)
+    with pytest.raises(RuntimeError, match="backbone failed"):
+        model.fit_gaussians([torch.rand(2, 3, 64, 64)])
+    assert model.model.training is (mode == "train")
+    assert not model.model.feature_extractor.bn1.training  # frozen BatchNorm stays in eval mode either way
+
+
+# ---------------------------------------------------------------------------------------------------- checkpoints
+def test_load_from_checkpoint_names_a_missing_or_unreadable_file(tmp_path) -> None:
+    missing = tmp_path / "missing.ckpt"
+    with pytest.raises(FileNotFoundError, match=rf"Checkpoint {re.escape(str(missing))} does not exist"):
+        GaussFT.load_from_checkpoint(missing)
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"this is not a checkpoint")
+    truncated = tmp_path / "truncated.ckpt"
+    torch.save({"state_dict": {"model.local_gaussian.mean": torch.zeros(1000)}}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:2000])
+    for path in (garbage, truncated):
+        with pytest.raises(ValueError, match=rf"Cannot read checkpoint {re.escape(str(path))}: \w+"):
+            GaussFT.load_from_checkpoint(path)

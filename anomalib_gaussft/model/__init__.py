@@ -5,6 +5,7 @@
 
 Data flows one way: images -> :class:`FeatureExtractor` -> pooled and local features -> :class:`MultivariateGaussian`
 per level -> image scores and anomaly maps (:class:`GaussFTModel`) -> anomalib's post-processing (:class:`GaussFT`).
+``README.md`` beside this file has the diagram, a map of the modules, usage and measured results.
 
 Example:
     >>> from anomalib_gaussft.model import GaussFT
@@ -17,13 +18,14 @@ from anomalib_gaussft.model.feature_extractor import FeatureExtractor
 from anomalib_gaussft.model.gaussian import MultivariateGaussian, StreamingGaussianEstimator
 from anomalib_gaussft.model.lightning_model import GaussFT
 from anomalib_gaussft.model.loss import MahalanobisLoss
-from anomalib_gaussft.model.torch_model import GaussFTModel
+from anomalib_gaussft.model.torch_model import GaussFTModel, GaussianEstimators
 
 __all__ = [
     "AnomalyMapGenerator",
     "FeatureExtractor",
     "GaussFT",
     "GaussFTModel",
+    "GaussianEstimators",
     "MahalanobisLoss",
     "MultivariateGaussian",
     "StreamingGaussianEstimator",

@@ -45,8 +45,10 @@ def concatenate_local_features(features: Sequence[torch.Tensor]) -> torch.Tensor
 class SeparableGaussianBlur(nn.Module):
     """Gaussian smoothing as two 1-D convolutions with reflect padding.
 
-    The same result as anomalib's ``GaussianBlur2d`` (whose ``K x K`` kernel is the outer product of this 1-D kernel)
-    with ``2K`` instead of ``K^2`` products per pixel: for sigma 4 (K = 33) the dense blur cost more than the
+    The same result as anomalib's ``GaussianBlur2d`` as PaDiM's anomaly map builds it (kernel size
+    ``2 * int(4 * sigma + 0.5) + 1``, whose ``K x K`` kernel is the outer product of this 1-D kernel), up to float32
+    rounding (below ``3e-6`` of the map's maximum; ``tests/test_model.py``), with ``2K`` instead of ``K^2`` products
+    per pixel: for sigma 4 (K = 33) the dense blur cost more than the
     backbone in the OpenVINO export (``docs/deployment.md``). The kernel is a non-persistent buffer, rebuilt from
     ``sigma``.
 

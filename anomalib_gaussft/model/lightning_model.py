@@ -13,14 +13,17 @@ Fine-tuning on normal images only drifts towards catastrophic forgetting; the
 pseudo-anomalies and restores the best epoch.
 
 Example:
-    >>> from anomalib.data import MVTecAD
-    >>> from anomalib.engine import Engine
-    >>> from anomalib_gaussft import GaussFT
-    >>> model = GaussFT(backbone="tf_efficientnet_lite0", image_size=(224, 224))  # doctest: +SKIP
-    >>> engine = Engine(max_epochs=20)  # doctest: +SKIP
-    >>> engine.train(model, datamodule=MVTecAD(category="bottle"))  # doctest: +SKIP
+    Fit the Gaussians of a small, randomly initialised model on a few images and score two more (the raw scores of
+    the torch model; training, thresholds and normalisation come with anomalib's ``Engine``, below):
 
-    From the command line (the plugin registers ``GaussFT`` with anomalib on install)::
+    >>> import torch
+    >>> model = GaussFT(backbone="resnet18", pretrained=False, image_size=(64, 64), layers=["layer2", "layer3"])
+    >>> model.fit_gaussians([torch.rand(8, 3, 64, 64)])
+    >>> model.model.eval()(torch.rand(2, 3, 64, 64)).pred_score.shape
+    torch.Size([2])
+
+    Fine-tuning on MVTec AD from the command line (the plugin registers ``GaussFT`` with anomalib on install; the
+    same through the API in ``anomalib_gaussft/model/README.md``)::
 
         anomalib train --model GaussFT --data anomalib.data.MVTecAD --data.category bottle --trainer.max_epochs 20
 """
@@ -28,7 +31,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -45,80 +47,22 @@ from anomalib.visualization import Visualizer
 from lightning.pytorch import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.types import STEP_OUTPUT
-from PIL import Image
 from torch import nn
 from torchvision.transforms.v2 import Compose, Normalize, Resize
 
+from anomalib_gaussft.model.checks import check_checkpoint, check_training_images, image_paths, read_checkpoint
+from anomalib_gaussft.model.export import ExportMixin
+from anomalib_gaussft.model.fitting import accumulate_training_set
 from anomalib_gaussft.model.loss import MahalanobisLoss
-from anomalib_gaussft.model.openvino_precision import keep_float32
 from anomalib_gaussft.model.post_processing import GaussFTPostProcessor
 from anomalib_gaussft.model.torch_model import GaussFTModel
-from anomalib_gaussft.weights import PretrainedWeightsNotFoundError
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["GaussFT"]
 
 
-def _image_paths(dataloader: Any) -> list[str]:
-    """Image files behind an anomalib dataloader (its dataset's ``samples.image_path``); empty for other loaders."""
-    samples = getattr(getattr(dataloader, "dataset", None), "samples", None)
-    if samples is None or "image_path" not in getattr(samples, "columns", ()):
-        return []
-    return [str(path) for path in samples["image_path"]]
-
-
-def _image_file_problems(paths: Sequence[str], decode: bool = False) -> list[str]:
-    """``"path (problem)"`` for each image file that anomalib's reader cannot read or would silently corrupt.
-
-    anomalib's ``read_image`` converts with PIL to 8-bit RGB, which clips 16-bit and float single-channel images
-    (PIL modes ``I;16``, ``I``, ``F``) at 255: most of such an image turns white. Only the headers are read, unless
-    ``decode`` (every file is then decoded: slow, meant to explain a failure).
-    """
-    problems = []
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                if image.mode in {"I", "F"} or image.mode.startswith("I;"):
-                    problems.append(f"{path} (PIL mode {image.mode}: 16-bit or float, which anomalib clips to 8 bits)")
-                elif decode:
-                    image.load()
-        except Exception as error:  # any failure to read the file is the problem being reported
-            problems.append(f"{path} ({type(error).__name__}: {error})")
-    return problems
-
-
-def _check_checkpoint(checkpoint: dict[str, Any], source: str, model: GaussFT | None = None) -> None:
-    """Refuse another model's checkpoint, or one whose tensors do not fit ``model``, with a clear message."""
-    state = checkpoint.get("state_dict") or {}
-    if not any(key.startswith("model.local_gaussian.") for key in state):
-        keys = ", ".join([key for key in state if key.startswith("model.")][:3] or list(state)[:3]) or "nothing"
-        msg = (
-            f"{source} is not a GaussFT checkpoint: it has no GaussFT Gaussians (`model.local_gaussian.*`); its model "
-            f"holds {keys}, .... Load it with the model class that saved it."
-        )
-        raise ValueError(msg)
-    if model is None:
-        return
-    expected = model.state_dict()
-    mismatched = [
-        f"{key}: {tuple(value.shape)} in the checkpoint, {tuple(expected[key].shape)} here"
-        for key, value in state.items()
-        if key in expected and tuple(getattr(value, "shape", ())) != tuple(expected[key].shape)
-    ]
-    if mismatched:
-        saved = checkpoint.get("gaussft_levels") or checkpoint.get("hyper_parameters") or {}  # the former: as saved
-        msg = (
-            f"{source} does not fit this GaussFT model ({len(mismatched)} tensors differ in shape, e.g. "
-            f"{'; '.join(mismatched[:3])}). It was saved with backbone={saved.get('backbone')!r}, "
-            f"layers={saved.get('layers')}, map_layers={saved.get('map_layers')}; this model has "
-            f"backbone={model.backbone!r}, layers={model.model.layers}, map_layers={model.model.map_layers}. "
-            "Build the model with the checkpoint's settings, or use `GaussFT.load_from_checkpoint` without overrides."
-        )
-        raise ValueError(msg)
-
-
-class GaussFT(AnomalibModule):
+class GaussFT(ExportMixin, AnomalibModule):
     """GaussFT: fine-tune a pretrained CNN with the Mahalanobis distance to the normal class's Gaussian.
 
     Args:
@@ -196,19 +140,8 @@ class GaussFT(AnomalibModule):
             "image_score": image_score,
             "sigma": sigma,
         }
-        try:
-            model = GaussFTModel(backbone, **model_kwargs)
-        except PretrainedWeightsNotFoundError as error:
-            if fallback_backbone is None or fallback_backbone == backbone or weights_path:
-                raise
-            message = (
-                f"No pretrained weights for backbone {backbone!r} are available here ({error}). Falling back to "
-                f"{fallback_backbone!r} (setting `fallback_backbone`; set it to null to make this an error)."
-            )
-            warnings.warn(message, stacklevel=2)
-            logger.warning(message)
-            model = GaussFTModel(fallback_backbone, **model_kwargs)
-            backbone = fallback_backbone
+        model = GaussFTModel.with_fallback(backbone, fallback_backbone, **model_kwargs)
+        backbone = model.feature_extractor.backbone
         if isinstance(image_size, int):
             image_size = (image_size, image_size)
         self.image_size = tuple(image_size)
@@ -277,8 +210,10 @@ class GaussFT(AnomalibModule):
     def fit_gaussians(self, dataloader: Any = None) -> None:
         """Estimate every Gaussian from the current network on the training set (one no-grad pass).
 
-        The images go through the pre-processor's transform (Lightning's hooks are not called for this loop).
-        Under DDP the statistics are summed over all ranks, so every rank holds the same Gaussian.
+        The images go through the pre-processor's transform (Lightning's hooks are not called for this loop), in
+        :func:`~anomalib_gaussft.model.fitting.accumulate_training_set`. Under DDP the statistics are summed over all
+        ranks, so every rank holds the same Gaussian, and the images that the ``DistributedSampler`` repeats to even
+        out the ranks are counted once.
 
         Args:
             dataloader: Normal training images; defaults to the trainer's training dataloader.
@@ -292,39 +227,21 @@ class GaussFT(AnomalibModule):
         if dataloader is None:
             msg = "GaussFT needs the training dataloader to fit its Gaussians, but the trainer has none."
             raise RuntimeError(msg)
-        paths = _image_paths(dataloader)
+        paths = image_paths(dataloader)
         if paths != self._checked_image_paths:  # read the headers once per training set, not every epoch
-            if problems := _image_file_problems(paths):
-                msg = f"{len(problems)} training image(s) cannot be used: {'; '.join(problems[:5])}."
-                raise ValueError(msg)
+            check_training_images(paths)
             self._checked_image_paths = paths
-        was_training = self.model.training
-        self.model.eval()
-        estimators = self.model.new_estimators(self.device)
         transform = getattr(self.pre_processor, "transform", None)
-        with torch.no_grad():
-            try:
-                for batch in dataloader:
-                    images = (batch.image if isinstance(batch, Batch) else batch).to(self.device)
-                    if transform is not None:
-                        images = transform(images)
-                    self.model.accumulate(images, estimators)
-            except (OSError, SyntaxError) as error:  # PIL's errors for truncated or corrupt files name no file
-                if not (problems := _image_file_problems(paths, decode=True)):
-                    raise
-                msg = f"Cannot read {len(problems)} training image(s): {'; '.join(problems[:5])}."
-                raise OSError(msg) from error
+        estimators = accumulate_training_set(self.model, dataloader, transform, self.device)
         trainer = self._trainer
         if trainer is not None and trainer.world_size > 1:
-            for estimator in estimators:
-                estimator.all_reduce(lambda tensor: trainer.strategy.reduce(tensor, reduce_op="sum"))
-        if estimators[0].n_samples == 0:
+            estimators.all_reduce(lambda tensor: trainer.strategy.reduce(tensor, reduce_op="sum"))
+        if estimators.n_images == 0:
             msg = "The training set is empty: GaussFT cannot fit a Gaussian without normal training images."
             raise ValueError(msg)
         self.model.load_fits(estimators)
-        self.model.train(was_training)
         self._fitted_at_step = self.global_step if trainer is not None else None
-        logger.debug("Fitted GaussFT Gaussians on %d training images.", estimators[0].n_samples)
+        logger.debug("Fitted GaussFT Gaussians on %d training images.", estimators.n_images)
 
     def _refit_if_stale(self) -> None:
         if not self.model.is_fitted or self._fitted_at_step != self.global_step:
@@ -427,73 +344,27 @@ class GaussFT(AnomalibModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse another model's checkpoint or one with other shapes (named) before anomalib restores it."""
         ckpt_path = self._trainer.ckpt_path if self._trainer is not None else None
-        _check_checkpoint(checkpoint, f"Checkpoint {ckpt_path}" if ckpt_path else "The checkpoint", model=self)
+        check_checkpoint(checkpoint, f"Checkpoint {ckpt_path}" if ckpt_path else "The checkpoint", model=self)
         super().on_load_checkpoint(checkpoint)
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: str | Path, *args, **kwargs) -> GaussFT:
         """Load a trained GaussFT (arguments as :meth:`AnomalibModule.load_from_checkpoint`).
 
-        Another model's checkpoint is refused with a clear message before its hyperparameters build a model.
+        A local file is first read by :func:`~anomalib_gaussft.model.checks.read_checkpoint` (only its structure:
+        the tensors are memory-mapped and read once, by Lightning), so that a missing or unreadable file, or another
+        model's checkpoint, is refused with a message naming the file before its hyperparameters build a model.
+
+        Raises:
+            FileNotFoundError: If a local ``checkpoint_path`` does not exist.
+            ValueError: If the file is unreadable or not a GaussFT checkpoint.
         """
-        try:
-            with anomalib_safe_globals(extra=cls.checkpoint_safe_globals()):
-                checkpoint = torch.load(
-                    checkpoint_path, map_location="cpu", mmap=True, weights_only=kwargs.get("weights_only", True)
-                )
-        except Exception:  # not readable this way: Lightning's loader reports the problem
-            checkpoint = None
-        if isinstance(checkpoint, dict):
-            _check_checkpoint(checkpoint, f"Checkpoint {checkpoint_path}")
+        with anomalib_safe_globals(extra=cls.checkpoint_safe_globals()):
+            checkpoint = read_checkpoint(checkpoint_path, weights_only=kwargs.get("weights_only", True))
+        if checkpoint is not None:  # None: a URL or stream, read by Lightning alone (on_load_checkpoint checks it)
+            check_checkpoint(checkpoint, f"Checkpoint {checkpoint_path}")
+        del checkpoint
         return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
-
-    # ------------------------------------------------------------------ export
-    #: ONNX opset of exports. The dynamo exporter writes opset 18; anomalib's default request of 14 makes it try a
-    #: down-conversion that fails on the anomaly map's reflect ``Pad`` and logs a traceback, leaving opset 18 anyway.
-    ONNX_OPSET = 18
-
-    def to_onnx(self, *args, **kwargs) -> Path:
-        """Export to ONNX (also the first step of ``to_openvino``) at opset :attr:`ONNX_OPSET` unless told otherwise.
-
-        Returns:
-            Path of the exported ``.onnx`` file.
-        """
-        kwargs.setdefault("opset_version", self.ONNX_OPSET)
-        return super().to_onnx(*args, **kwargs)
-
-    #: Mark every computing node of OpenVINO exports to run in float32 (see
-    #: :mod:`anomalib_gaussft.model.openvino_precision`): the CPU plugin's bfloat16 default on recent CPUs shifts
-    #: Mahalanobis scores past the validation range. Set to ``False`` on a subclass to let the runtime choose.
-    OPENVINO_FLOAT32 = True
-
-    def to_openvino(self, *args, **kwargs) -> Path:
-        """Export to OpenVINO IR (arguments as anomalib's), with every computing node kept in float32.
-
-        Returns:
-            Path of the exported ``.xml`` file.
-        """
-        path = super().to_openvino(*args, **kwargs)
-        if self.OPENVINO_FLOAT32:
-            keep_float32(path)
-        return path
-
-    def to_torch(self, *args, **kwargs) -> Path:
-        """Export for anomalib's ``TorchInferencer`` with every parameter frozen.
-
-        ``TorchInferencer`` calls the unpickled module without ``torch.no_grad``; frozen parameters mean no autograd
-        graph is built at inference. The live model's ``requires_grad`` flags are restored afterwards.
-
-        Returns:
-            Path of the exported ``.pt`` file.
-        """
-        flags = {parameter: parameter.requires_grad for parameter in self.parameters()}
-        for parameter in flags:
-            parameter.requires_grad_(False)
-        try:
-            return super().to_torch(*args, **kwargs)
-        finally:
-            for parameter, flag in flags.items():
-                parameter.requires_grad_(flag)
 
     # ------------------------------------------------------------------ anomalib interface
     @property

@@ -13,8 +13,8 @@ Data flows one way:
 
 In training mode ``forward`` returns the pooled features (the loss needs them, with gradients); in eval mode it
 returns an :class:`~anomalib.data.InferenceBatch` with ``pred_score`` and ``anomaly_map``. The Gaussians are fitted
-by the Lightning module through :meth:`GaussFTModel.new_estimators`, :meth:`GaussFTModel.accumulate` and
-:meth:`GaussFTModel.load_fits`.
+by the Lightning module through :meth:`GaussFTModel.new_estimators` (a :class:`GaussianEstimators`: one estimator
+per global level and one for the local Gaussian), :meth:`GaussFTModel.accumulate` and :meth:`GaussFTModel.load_fits`.
 
 Example:
     >>> import torch
@@ -26,7 +26,11 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from anomalib.data import InferenceBatch
@@ -35,10 +39,13 @@ from torch import nn
 from anomalib_gaussft.model.anomaly_map import AnomalyMapGenerator, concatenate_local_features
 from anomalib_gaussft.model.feature_extractor import FeatureExtractor, backbone_levels
 from anomalib_gaussft.model.gaussian import MultivariateGaussian, StreamingGaussianEstimator
+from anomalib_gaussft.weights import PretrainedWeightsNotFoundError
 
-__all__ = ["IMAGE_SCORES", "GaussFTModel", "default_map_layers"]
+__all__ = ["IMAGE_SCORES", "GaussFTModel", "GaussianEstimators", "default_map_layers"]
 
 IMAGE_SCORES = ("global", "combined")
+
+logger = logging.getLogger(__name__)
 
 
 def default_map_layers(levels: Sequence[str]) -> list[str]:
@@ -50,6 +57,57 @@ def default_map_layers(levels: Sequence[str]) -> list[str]:
     if "blocks.4" in levels:
         return ["blocks.2", "blocks.4"]
     return list(levels[2:4]) if len(levels) >= 4 else [levels[-1]]
+
+
+@dataclass
+class GaussianEstimators:
+    """The streaming estimators of every Gaussian of a :class:`GaussFTModel`, by name.
+
+    Attributes:
+        levels: One estimator per global level, in the model's ``layers`` order; each receives one pooled feature
+            vector per image.
+        local: The estimator of the local Gaussian of the anomaly map; it receives every local feature vector (every
+            position of every image).
+
+    Example:
+        >>> estimators = GaussianEstimators(levels=[StreamingGaussianEstimator(4)], local=StreamingGaussianEstimator(2))
+        >>> estimators.update([torch.randn(3, 4)], local=torch.randn(3, 2, 5, 5))
+        >>> estimators.n_images, estimators.local.n_samples
+        (3, 75)
+        >>> len(list(estimators))  # every estimator, global levels first
+        2
+    """
+
+    levels: list[StreamingGaussianEstimator]
+    local: StreamingGaussianEstimator
+
+    def __iter__(self) -> Iterator[StreamingGaussianEstimator]:
+        """Every estimator: the global levels in order, then the local one."""
+        yield from self.levels
+        yield self.local
+
+    @property
+    def n_images(self) -> int:
+        """Number of images accumulated (counted by the first global level; the local estimator counts positions)."""
+        return self.levels[0].n_samples if self.levels else 0
+
+    def update(self, pooled: Sequence[torch.Tensor], local: torch.Tensor) -> None:
+        """Add a batch: pooled features per global level ``[(N, p_l)]`` and the local feature map ``(N, p, h, w)``.
+
+        Raises:
+            ValueError: If the number of pooled levels differs from the number of estimators.
+        """
+        if len(pooled) != len(self.levels):
+            msg = f"Got pooled features of {len(pooled)} levels for {len(self.levels)} level estimators."
+            raise ValueError(msg)
+        for estimator, features in zip(self.levels, pooled, strict=True):
+            estimator.update(features)
+        self.local.update(local.permute(0, 2, 3, 1).reshape(-1, local.shape[1]))
+
+    def all_reduce(self, reduce_sum: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Sum every estimator's statistics across processes (see :meth:`StreamingGaussianEstimator.all_reduce`)."""
+        for estimator in self:
+            estimator.all_reduce(reduce_sum)
 
 
 class GaussFTModel(nn.Module):
@@ -105,6 +163,36 @@ class GaussFTModel(nn.Module):
         self.gaussians = nn.ModuleList(MultivariateGaussian(channels[name]) for name in self.layers)
         self.local_gaussian = MultivariateGaussian(sum(channels[name] for name in self.map_layers))
         self.anomaly_map_generator = AnomalyMapGenerator(sigma=sigma)
+
+    @classmethod
+    def with_fallback(cls, backbone: str, fallback_backbone: str | None, **kwargs: Any) -> GaussFTModel:
+        """Build the model, or, with a warning, on ``fallback_backbone`` when ``backbone`` has no pretrained weights.
+
+        Args:
+            backbone: timm model name.
+            fallback_backbone: Backbone used instead when no pretrained weights for ``backbone`` can be found
+                (e.g. offline without the EfficientNet-B4 weights); ``None`` re-raises the error. Never used with an
+                explicit ``weights_path``.
+            **kwargs: The other arguments of :class:`GaussFTModel`.
+
+        Returns:
+            The model; ``model.feature_extractor.backbone`` names the backbone it was built on.
+
+        Raises:
+            PretrainedWeightsNotFoundError: If no weights are found and there is no fallback to take.
+        """
+        try:
+            return cls(backbone, **kwargs)
+        except PretrainedWeightsNotFoundError as error:
+            if fallback_backbone is None or fallback_backbone == backbone or kwargs.get("weights_path"):
+                raise
+            message = (
+                f"No pretrained weights for backbone {backbone!r} are available here ({error}). Falling back to "
+                f"{fallback_backbone!r} (setting `fallback_backbone`; set it to null to make this an error)."
+            )
+            warnings.warn(message, stacklevel=3)
+            logger.warning(message)
+            return cls(fallback_backbone, **kwargs)
 
     @property
     def is_fitted(self) -> bool:
@@ -166,20 +254,39 @@ class GaussFTModel(nn.Module):
         local_max = local_scores.flatten(1).amax(dim=1) / self.local_gaussian.dim**0.5
         return (distances / dims.sqrt()).mean(dim=1) + local_max
 
-    def new_estimators(self, device: torch.device | str) -> list[StreamingGaussianEstimator]:
-        """Empty estimators, one per global level followed by one for the local Gaussian."""
-        gaussians = [*self.gaussians, self.local_gaussian]
-        return [StreamingGaussianEstimator(g.dim, device=device) for g in gaussians]
+    def new_estimators(self, device: torch.device | str) -> GaussianEstimators:
+        """Empty estimators for every Gaussian: one per global level (``layers`` order) and the local one.
+
+        Example:
+            >>> model = GaussFTModel("resnet18", layers=["layer1", "layer2"], map_layers=["layer1"], pretrained=False)
+            >>> estimators = model.new_estimators("cpu")
+            >>> [estimator.dim for estimator in estimators.levels], estimators.local.dim
+            ([64, 128], 64)
+        """
+        return GaussianEstimators(
+            levels=[StreamingGaussianEstimator(gaussian.dim, device=device) for gaussian in self.gaussians],
+            local=StreamingGaussianEstimator(self.local_gaussian.dim, device=device),
+        )
 
     @torch.no_grad()
-    def accumulate(self, images: torch.Tensor, estimators: Sequence[StreamingGaussianEstimator]) -> None:
+    def accumulate(self, images: torch.Tensor, estimators: GaussianEstimators) -> None:
         """Add the features of a batch of normal, pre-processed images to the estimators."""
-        pooled, local = self.embed(images)
-        for estimator, features in zip(estimators[:-1], pooled, strict=True):
-            estimator.update(features)
-        estimators[-1].update(local.permute(0, 2, 3, 1).reshape(-1, local.shape[1]))
+        estimators.update(*self.embed(images))
 
-    def load_fits(self, estimators: Sequence[StreamingGaussianEstimator]) -> None:
-        """Fit every estimator and store the Gaussians in the buffers."""
-        for gaussian, estimator in zip([*self.gaussians, self.local_gaussian], estimators, strict=True):
+    def load_fits(self, estimators: GaussianEstimators) -> None:
+        """Fit every estimator and store the Gaussians in the buffers.
+
+        Example:
+            >>> model = GaussFTModel("resnet18", layers=["layer1"], map_layers=["layer1"], pretrained=False).eval()
+            >>> estimators = model.new_estimators("cpu")
+            >>> model.accumulate(torch.rand(4, 3, 32, 32), estimators)
+            >>> model.load_fits(estimators)
+            >>> model.is_fitted, estimators.n_images
+            (True, 4)
+        """
+        if len(estimators.levels) != len(self.gaussians):
+            msg = f"Got estimators for {len(estimators.levels)} global levels; this model has {len(self.gaussians)}."
+            raise ValueError(msg)
+        for gaussian, estimator in zip(self.gaussians, estimators.levels, strict=True):
             gaussian.load_fit(estimator.fit())
+        self.local_gaussian.load_fit(estimators.local.fit())
