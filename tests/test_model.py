@@ -345,3 +345,31 @@ def test_load_from_checkpoint_names_a_missing_or_unreadable_file(tmp_path) -> No
     for path in (garbage, truncated):
         with pytest.raises(ValueError, match=rf"Cannot read checkpoint {re.escape(str(path))}: \w+"):
             GaussFT.load_from_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    ("backbone", "size"), [("tf_efficientnet_lite0", (224, 224)), ("tf_efficientnet_lite1", (240, 240))]
+)
+def test_image_size_defaults_to_the_backbones_pretrained_input_size(backbone: str, size: tuple[int, int]) -> None:
+    model = GaussFT(backbone=backbone, pretrained=False, layers=["blocks.2"], map_layers=["blocks.2"])
+    assert model.image_size == size
+    assert tuple(model.pre_processor.transform.transforms[0].size) == size
+    assert GaussFT(backbone=backbone, pretrained=False, image_size=64).image_size == (64, 64)
+
+
+def test_image_size_follows_the_fallback_backbone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without B4 weights GaussFT falls back to Lite0, and then resizes to Lite0's 224 px, not B4's 380 px."""
+    from anomalib_gaussft.model import feature_extractor
+
+    real = feature_extractor.load_pretrained_weights
+
+    def no_b4(model, backbone, weights_path=None):
+        if backbone.startswith("tf_efficientnet_b4"):
+            raise PretrainedWeightsNotFoundError(backbone, ["the test's stand-in source"])
+        return real(model, backbone, weights_path)
+
+    monkeypatch.setattr(feature_extractor, "load_pretrained_weights", no_b4)
+    with pytest.warns(UserWarning, match="Falling back"):
+        model = GaussFT(layers=["blocks.2"], map_layers=["blocks.2"])
+    assert model.backbone == "tf_efficientnet_lite0"
+    assert model.image_size == (224, 224)

@@ -59,7 +59,7 @@ class ThresholdRun:
 
 
 #: The model of the study: the bundled ImageNet EfficientNet-Lite0 at its native input size.
-MODEL_KWARGS = {"backbone": "tf_efficientnet_lite0", "image_size": (224, 224)}
+MODEL_KWARGS = {"backbone": "tf_efficientnet_lite0"}  # image_size: the backbone's own 224 px
 
 
 def run_one(

