@@ -64,6 +64,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 __all__ = [
+    "DEFAULT_CATEGORIES",
     "DEMO_CATEGORIES",
     "DEMO_SOURCES",
     "DemoSource",
@@ -170,6 +171,8 @@ DEMO_SOURCES: Mapping[str, DemoSource] = MappingProxyType(
 
 #: Names of the categories :func:`generate_demo_dataset` can write.
 DEMO_CATEGORIES: tuple[str, ...] = tuple(DEMO_SOURCES)
+#: Categories the demo, the benchmark and the studies run by default: one texture and two objects.
+DEFAULT_CATEGORIES: tuple[str, ...] = ("brick", "coffee", "cat")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
