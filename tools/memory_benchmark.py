@@ -36,6 +36,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -171,6 +172,7 @@ def run_in_subprocesses(counts: Sequence[int], **kwargs: Any) -> list[dict[str, 
         One result dictionary per count.
     """
     results = []
+    repository = Path(__file__).resolve().parents[1]  # where `tools` imports from
     for count in counts:
         code = (
             "import json, sys\n"
@@ -178,8 +180,9 @@ def run_in_subprocesses(counts: Sequence[int], **kwargs: Any) -> list[dict[str, 
             f"print('RESULT ' + json.dumps(measure_fit_memory({int(count)}, **json.loads(sys.argv[1]))))\n"
         )
         completed = subprocess.run(
-            [sys.executable, "-c", code, json.dumps(kwargs)], capture_output=True, text=True, check=False
-        )
+            [sys.executable, "-c", code, json.dumps(kwargs)], capture_output=True, text=True, check=False,
+            cwd=repository,
+        )  # fmt: skip
         lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
         if completed.returncode != 0 or not lines:
             msg = f"Memory measurement for {count} images failed:\n{completed.stderr[-2000:]}"
@@ -189,8 +192,15 @@ def run_in_subprocesses(counts: Sequence[int], **kwargs: Any) -> list[dict[str, 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: print a Markdown table (and the JSON) of the measurements."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    """Command line: print a Markdown table (and the JSON) of the measurements.
+
+    Args:
+        argv: Arguments without the program name; ``None`` reads ``sys.argv``.
+
+    Returns:
+        The exit status (0).
+    """
+    parser = argparse.ArgumentParser(prog="python -m tools.memory_benchmark", description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, nargs="+", default=[100, 2000], help="numbers of training images")
     parser.add_argument("--backbone", default="tf_efficientnet_lite0")
     parser.add_argument("--image-size", type=int, default=224)
