@@ -42,7 +42,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from anomalib_gaussft.benchmark.measure import current_rss_mb, peak_rss_mb, reset_peak_rss
+from anomalib_gaussft.benchmark.measure import current_rss_mb, peak_rss_mb, release_free_memory, reset_peak_rss
 
 __all__ = ["SyntheticImages", "measure_fit_memory", "run_in_subprocesses"]
 
@@ -130,6 +130,7 @@ def measure_fit_memory(
     model.fit_gaussians(DataLoader(SyntheticImages(batch_size, image_size, seed=10**6), batch_size=batch_size))
 
     loader = _CountingLoader(DataLoader(SyntheticImages(n_images, image_size), batch_size=batch_size))
+    release_free_memory()  # else the fit could reuse resident free memory and its growth go unseen
     kernel_peak = reset_peak_rss()
     before = current_rss_mb()
     start = time.perf_counter()
