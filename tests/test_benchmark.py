@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+import anomalib_gaussft.benchmark as benchmark
 from anomalib_gaussft.benchmark import BenchmarkResult
-from anomalib_gaussft.benchmark import runner as benchmark
 from anomalib_gaussft.data.demo_dataset import DEMO_CATEGORIES
 from anomalib_gaussft.weights import bundled_weights_available
 
@@ -242,8 +242,8 @@ def test_targets_and_markdown_report_misses_with_margins() -> None:
 def test_fixed_feature_ablation_is_the_same_gaussft_without_fine_tuning() -> None:
     from anomalib_gaussft import GaussFT
 
-    fixed = benchmark._build_model("GaussFT-fixed", "tf_efficientnet_lite0", 64, pretrained=False)
-    tuned = benchmark._build_model("GaussFT", "tf_efficientnet_lite0", 64, pretrained=False)
+    fixed = benchmark.build_model("GaussFT-fixed", "tf_efficientnet_lite0", 64, pretrained=False)
+    tuned = benchmark.build_model("GaussFT", "tf_efficientnet_lite0", 64, pretrained=False)
     assert isinstance(fixed, GaussFT)
     assert (fixed.fine_tune, tuned.fine_tune) == (False, True)
     assert fixed.trainer_arguments["max_epochs"] == 1

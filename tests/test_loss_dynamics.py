@@ -31,3 +31,16 @@ def test_records_every_step_and_epoch(demo_root: Path) -> None:
 def test_unknown_optimizer_is_named(demo_root: Path) -> None:
     with pytest.raises(ValueError, match="optimizer 'lbfgs'"):
         loss_dynamics.run_loss_dynamics(demo_root, "brick", pretrained=False, optimizer="lbfgs")
+
+
+def test_main_prints_one_line_per_epoch(demo_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The documented command on the tiny demo data (random weights, 32 px, one epoch)."""
+    code = loss_dynamics.main([
+        "--root", str(demo_root), "--category", "coffee", "--random-weights", "--image-size", "32",
+        "--epochs", "1", "--batch-size", "8", "--layers", "blocks.2", "head",
+    ])  # fmt: skip
+    assert code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["epoch 0", "epoch 1"]
+    assert lines[0].startswith("epoch 0: steps [-] stale_after - refit ")
+    assert lines[1].count(",") == 2  # 24 training images in batches of 8: three steps

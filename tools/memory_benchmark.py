@@ -6,11 +6,14 @@
 The fit (:meth:`~anomalib_gaussft.GaussFT.fit_gaussians`) streams the training set batch by batch into float64
 moment accumulators (:class:`~anomalib_gaussft.model.gaussian.StreamingGaussianEstimator`), so its memory is set by the
 feature dimensions and the batch size, not by the number of images. This module measures that: it fits a GaussFT
-model on ``n`` synthetic images (generated on the fly, so no dataset sits in memory) while a thread samples the
-resident set size (RSS), and reports the peak increase over the RSS before the fit. For comparison it also reports
-what a fit that kept every feature vector in memory (as PaDiM-style estimators do) would need.
+model on ``n`` synthetic images (generated on the fly, so no dataset sits in memory) and reports the peak resident
+set size (RSS) during the fit over the RSS before it, from the kernel's peak counter reset just before the fit
+(:mod:`anomalib_gaussft.benchmark.measure`: Linux ``VmHWM``; elsewhere the process's lifetime peak, an upper
+bound). For comparison it also reports what a fit that kept every feature vector in memory (as PaDiM-style
+estimators do) would need.
 
-Each measurement runs in a fresh Python process, so that memory freed by one run cannot hide growth in the next.
+The command runs each measurement in a fresh Python process, so that memory freed by one run cannot hide growth in
+the next.
 
 Example:
     From the command line::
@@ -20,26 +23,26 @@ Example:
     or for one count, in this process:
 
     >>> from tools.memory_benchmark import measure_fit_memory
-    >>> result = measure_fit_memory(8, image_size=32, batch_size=4)  # doctest: +SKIP
-    >>> result["n_samples"]  # doctest: +SKIP
-    8
+    >>> result = measure_fit_memory(8, image_size=32, batch_size=4, layers=["blocks.2"], map_layers=["blocks.2"])
+    >>> result["n_samples"], result["peak_rss_mib"] >= result["rss_before_mib"]
+    (8, True)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
+
+from anomalib_gaussft.benchmark.measure import current_rss_mb, peak_rss_mb, release_free_memory, reset_peak_rss
 
 __all__ = ["SyntheticImages", "measure_fit_memory", "run_in_subprocesses"]
 
@@ -83,40 +86,6 @@ class _CountingLoader:
             yield batch
 
 
-def _rss_bytes() -> int:
-    """Current resident set size of this process (Linux ``/proc``; elsewhere the peak so far)."""
-    try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-
-
-class _PeakSampler:
-    """Samples the RSS in a background thread and keeps the maximum."""
-
-    def __init__(self, interval: float = 0.002) -> None:
-        self.interval = interval
-        self.peak = _rss_bytes()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, _rss_bytes())
-            time.sleep(self.interval)
-
-    def __enter__(self) -> _PeakSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss_bytes())
-
-
 def measure_fit_memory(
     n_images: int,
     backbone: str = "tf_efficientnet_lite0",
@@ -140,9 +109,10 @@ def measure_fit_memory(
 
     Returns:
         ``n_images``, ``n_samples`` (images the fit used), ``rss_before_mib``, ``peak_rss_mib``,
-        ``peak_increase_mib`` (peak during the fit minus the RSS before it), ``estimator_state_mib`` (float64 moment
-        accumulators), ``store_all_features_mib`` (what keeping every pooled and local feature vector in float32
-        would take), ``seconds`` and the settings.
+        ``peak_increase_mib`` (peak during the fit minus the RSS before it), ``peak_since_reset`` (``False`` where
+        the peak counter could not be reset: the peak is then the process's lifetime peak),
+        ``estimator_state_mib`` (float64 moment accumulators), ``store_all_features_mib`` (what keeping every
+        pooled and local feature vector in float32 would take), ``seconds`` and the settings.
     """
     from anomalib_gaussft.model.lightning_model import GaussFT
 
@@ -160,11 +130,13 @@ def measure_fit_memory(
     model.fit_gaussians(DataLoader(SyntheticImages(batch_size, image_size, seed=10**6), batch_size=batch_size))
 
     loader = _CountingLoader(DataLoader(SyntheticImages(n_images, image_size), batch_size=batch_size))
-    before = _rss_bytes()
+    release_free_memory()  # else the fit could reuse resident free memory and its growth go unseen
+    kernel_peak = reset_peak_rss()
+    before = current_rss_mb()
     start = time.perf_counter()
-    with _PeakSampler() as sampler:
-        model.fit_gaussians(loader)
+    model.fit_gaussians(loader)
     seconds = time.perf_counter() - start
+    peak = peak_rss_mb()
 
     dims = [gaussian.dim for gaussian in model.model.gaussians]
     local_dim = model.model.local_gaussian.dim
@@ -180,9 +152,10 @@ def measure_fit_memory(
         "backbone": backbone,
         "image_size": image_size,
         "batch_size": batch_size,
-        "rss_before_mib": round(before / _MIB, 1),
-        "peak_rss_mib": round(sampler.peak / _MIB, 1),
-        "peak_increase_mib": round((sampler.peak - before) / _MIB, 1),
+        "rss_before_mib": round(before, 1),
+        "peak_rss_mib": round(peak, 1),
+        "peak_increase_mib": round(peak - before, 1),
+        "peak_since_reset": kernel_peak,
         "estimator_state_mib": round(estimator_bytes / _MIB, 2),
         "store_all_features_mib": round(store_all_bytes / _MIB, 1),
         "seconds": round(seconds, 1),
@@ -200,6 +173,7 @@ def run_in_subprocesses(counts: Sequence[int], **kwargs: Any) -> list[dict[str, 
         One result dictionary per count.
     """
     results = []
+    repository = Path(__file__).resolve().parents[1]  # where `tools` imports from
     for count in counts:
         code = (
             "import json, sys\n"
@@ -207,8 +181,9 @@ def run_in_subprocesses(counts: Sequence[int], **kwargs: Any) -> list[dict[str, 
             f"print('RESULT ' + json.dumps(measure_fit_memory({int(count)}, **json.loads(sys.argv[1]))))\n"
         )
         completed = subprocess.run(
-            [sys.executable, "-c", code, json.dumps(kwargs)], capture_output=True, text=True, check=False
-        )
+            [sys.executable, "-c", code, json.dumps(kwargs)], capture_output=True, text=True, check=False,
+            cwd=repository,
+        )  # fmt: skip
         lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
         if completed.returncode != 0 or not lines:
             msg = f"Memory measurement for {count} images failed:\n{completed.stderr[-2000:]}"
@@ -218,8 +193,15 @@ def run_in_subprocesses(counts: Sequence[int], **kwargs: Any) -> list[dict[str, 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: print a Markdown table (and the JSON) of the measurements."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    """Command line: print a Markdown table (and the JSON) of the measurements.
+
+    Args:
+        argv: Arguments without the program name; ``None`` reads ``sys.argv``.
+
+    Returns:
+        The exit status (0).
+    """
+    parser = argparse.ArgumentParser(prog="python -m tools.memory_benchmark", description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, nargs="+", default=[100, 2000], help="numbers of training images")
     parser.add_argument("--backbone", default="tf_efficientnet_lite0")
     parser.add_argument("--image-size", type=int, default=224)

@@ -3,6 +3,6 @@
 
 """``python -m anomalib_gaussft.benchmark``: the same as ``anomalib-gaussft benchmark``."""
 
-from anomalib_gaussft.benchmark.runner import main
+from anomalib_gaussft.benchmark.command import main
 
 raise SystemExit(main())

@@ -34,9 +34,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DEFAULT_CATEGORIES", "DemoResult", "add_arguments", "run", "train_category"]
+from anomalib_gaussft.data.demo_dataset import DEFAULT_CATEGORIES
 
-DEFAULT_CATEGORIES = ("brick", "coffee", "cat")
+__all__ = ["DEFAULT_CATEGORIES", "DemoResult", "add_arguments", "run", "train_category"]
 
 
 @dataclass

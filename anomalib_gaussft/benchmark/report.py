@@ -1,0 +1,247 @@
+# Copyright (C) 2026 anomalib-gaussft developers
+# SPDX-License-Identifier: Apache-2.0
+
+"""The benchmark's report: GaussFT's targets, the markdown tables and the two plots.
+
+Example:
+    >>> from anomalib_gaussft.benchmark.results import BenchmarkResult
+    >>> rows = [
+    ...     BenchmarkResult("GaussFT", "brick", 0.90, 0.8, 0.95, 0.4, 0.7, 12.0, 1.0, 6, 4, 30.0),
+    ...     BenchmarkResult("Padim", "brick", 0.85, 0.7, 0.96, 0.4, 0.8, 5.0, 1.0, 1, None, 35.0),
+    ... ]
+    >>> print(format_markdown(rows).splitlines()[2])
+    | brick | GaussFT | 0.900 | 0.950 | 0.700 | 0.800 | 0.400 | 12.0 s | 6 (4) | 30.0 | nan MB | - |
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from anomalib_gaussft.benchmark.measure import THROUGHPUT_BATCH
+from anomalib_gaussft.benchmark.results import BenchmarkResult
+
+__all__ = ["Target", "check_targets", "format_markdown", "plot_auroc", "plot_scores"]
+
+
+def _mean(values: Sequence[float | None]) -> float:
+    present = [value for value in values if value is not None and not math.isnan(value)]
+    return sum(present) / len(present) if present else math.nan
+
+
+def _by_model(results: Sequence[BenchmarkResult]) -> dict[str, list[BenchmarkResult]]:
+    grouped: dict[str, list[BenchmarkResult]] = {}
+    for result in results:
+        grouped.setdefault(result.model, []).append(result)
+    return grouped
+
+
+@dataclass
+class Target:
+    """One of GaussFT's targets, evaluated on means over categories.
+
+    Attributes:
+        name: The target, e.g. ``"image AUROC >= PatchCore"``.
+        value: GaussFT's value.
+        reference: The value to reach (for the throughput target: 0.9 x the bare backbone's throughput).
+        lower_is_better: ``True`` for fit time.
+    """
+
+    name: str
+    value: float
+    reference: float
+    lower_is_better: bool = False
+
+    @property
+    def margin(self) -> float:
+        """How far the target is exceeded (positive) or missed (negative), in the value's unit."""
+        return self.reference - self.value if self.lower_is_better else self.value - self.reference
+
+    @property
+    def met(self) -> bool:
+        """Whether the target is met (a tie meets ``>=`` targets, not ``<`` ones)."""
+        return self.margin > 0 if self.lower_is_better else self.margin >= 0
+
+
+def check_targets(results: Sequence[BenchmarkResult]) -> list[Target]:
+    """Evaluate GaussFT's targets against the other models (means over categories).
+
+    Targets: image AUROC >= the fixed-feature GaussFT's (``GaussFT-fixed``), PaDiM's and PatchCore's; pixel AUROC >=
+    PaDiM's; fit time < PatchCore's; image-score throughput >= 0.9 x the bare backbone's; whole-model throughput
+    (with anomaly maps) >= PaDiM's. Targets whose models were not run are left out.
+
+    Args:
+        results: Benchmark results.
+
+    Returns:
+        One :class:`Target` per target that applies.
+
+    Example:
+        >>> rows = [
+        ...     BenchmarkResult("GaussFT", "a", 0.9, 0, 0.9, 0, 0, 10.0, 1, 1, None, 50.0, 40.0, 42.0),
+        ...     BenchmarkResult("Patchcore", "a", 0.95, 0, 0.9, 0, 0, 20.0, 1, 1, None, 30.0),
+        ... ]
+        >>> for target in check_targets(rows):
+        ...     print(f"{target.name}: {target.met} ({target.margin:+.2f})")
+        image AUROC >= PatchCore: False (-0.05)
+        fit time < PatchCore: True (+10.00)
+        image-score throughput >= 0.9 x bare backbone: True (+2.20)
+    """
+    grouped = _by_model(results)
+    if not grouped.get("GaussFT"):
+        return []
+
+    def mean_of(model: str, key: str) -> float:
+        return _mean([getattr(result, key) for result in grouped[model]])
+
+    targets = []
+    for reference, label in (("GaussFT-fixed", "fixed features"), ("Padim", "PaDiM"), ("Patchcore", "PatchCore")):
+        if reference in grouped:
+            targets.append(
+                Target(f"image AUROC >= {label}", mean_of("GaussFT", "image_auroc"), mean_of(reference, "image_auroc"))
+            )
+    if "Padim" in grouped:
+        targets.append(
+            Target("pixel AUROC >= PaDiM", mean_of("GaussFT", "pixel_auroc"), mean_of("Padim", "pixel_auroc"))
+        )
+    if "Patchcore" in grouped:
+        fit, reference = mean_of("GaussFT", "fit_seconds"), mean_of("Patchcore", "fit_seconds")
+        targets.append(Target("fit time < PatchCore", fit, reference, lower_is_better=True))
+    value, bare = mean_of("GaussFT", "image_score_throughput"), mean_of("GaussFT", "backbone_throughput")
+    if not math.isnan(value) and not math.isnan(bare):
+        targets.append(Target("image-score throughput >= 0.9 x bare backbone", value, 0.9 * bare))
+    if "Padim" in grouped:
+        value, reference = mean_of("GaussFT", "throughput"), mean_of("Padim", "throughput")
+        targets.append(Target("throughput with anomaly maps >= PaDiM", value, reference))
+    return targets
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def format_markdown(results: Sequence[BenchmarkResult], settings: str = "") -> str:
+    """Markdown tables: per category, mean per model, throughput, and the targets.
+
+    Args:
+        results: Benchmark results.
+        settings: A line describing the run (command, machine), put above the tables.
+
+    Returns:
+        The markdown text.
+    """
+    lines = [settings, ""] if settings else []
+    lines += [
+        "| category | model | image AUROC | pixel AUROC | pixel AUPRO | image F1 | pixel F1 | fit time | epochs (kept) "
+        "| images/s | peak RSS | image AUROC, raw scores |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        kept = f" ({r.best_epoch})" if r.best_epoch is not None else ""
+        lines.append(
+            f"| {r.category} | {r.model} | {_fmt(r.image_auroc)} | {_fmt(r.pixel_auroc)} | {_fmt(r.pixel_aupro)} "
+            f"| {_fmt(r.image_f1)} | {_fmt(r.pixel_f1)} | {r.fit_seconds:.1f} s | {r.epochs}{kept} "
+            f"| {_fmt(r.throughput, 1)} | {r.peak_rss_mb:.0f} MB | {_fmt(r.image_auroc_raw)} |"
+        )
+    lines += [
+        "",
+        "Mean over categories:",
+        "",
+        "| model | image AUROC | pixel AUROC | pixel AUPRO | fit time | images/s (whole model) | peak RSS (max) "
+        "| image AUROC, raw scores |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, group in _by_model(results).items():
+        lines.append(
+            f"| {name} | {_fmt(_mean([r.image_auroc for r in group]))} | {_fmt(_mean([r.pixel_auroc for r in group]))} "
+            f"| {_fmt(_mean([r.pixel_aupro for r in group]))} | {_mean([r.fit_seconds for r in group]):.1f} s "
+            f"| {_fmt(_mean([r.throughput for r in group]), 1)} | {max(r.peak_rss_mb for r in group):.0f} MB "
+            f"| {_fmt(_mean([r.image_auroc_raw for r in group]))} |"
+        )
+    gaussft = _by_model(results).get("GaussFT", [])
+    if any(r.image_score_throughput is not None for r in gaussft):
+        lines += [
+            "",
+            f"Throughput at batch {THROUGHPUT_BATCH} on pre-processed images (mean over categories):",
+            "",
+            "| forward | images/s |",
+            "|---|---:|",
+            f"| bare timm backbone (with classifier) | {_fmt(_mean([r.backbone_throughput for r in gaussft]), 1)} |",
+            f"| GaussFT image score (no anomaly map) | {_fmt(_mean([r.image_score_throughput for r in gaussft]), 1)} |",
+        ]
+    targets = check_targets(results)
+    if targets:
+        lines += ["", "| GaussFT target | GaussFT | to reach | result |", "|---|---:|---:|---|"]
+        for t in targets:
+            relative = f", {100 * t.margin / abs(t.reference):+.1f} %" if t.reference else ""
+            result = f"{'met' if t.met else 'missed'} ({t.margin:+.3f}{relative})"
+            lines.append(f"| {t.name} | {t.value:.3f} | {t.reference:.3f} | {result} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_auroc(results: Sequence[BenchmarkResult], path: Path) -> None:
+    """Grouped bars of image and pixel AUROC per category and model."""
+    import matplotlib as mpl
+
+    mpl.use("Agg")
+    import matplotlib.pyplot as plt
+
+    categories = list(dict.fromkeys(r.category for r in results))
+    models = list(dict.fromkeys(r.model for r in results))
+    lookup = {(r.model, r.category): r for r in results}
+    width = 0.8 / max(len(models), 1)
+    figure, axes = plt.subplots(1, 2, figsize=(max(8.0, 1.6 * len(categories) + 4), 3.8), sharey=True)
+    for axis, (key, title) in zip(axes, (("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC")), strict=True):
+        for offset, model in enumerate(models):
+            values = [getattr(lookup[(model, c)], key) if (model, c) in lookup else math.nan for c in categories]
+            positions = [i + (offset - (len(models) - 1) / 2) * width for i in range(len(categories))]
+            bars = axis.bar(positions, values, width, label=model)
+            axis.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
+        axis.set_xticks(range(len(categories)), categories)
+        axis.set_title(title)
+        axis.set_ylim(0.0, 1.08)
+        axis.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("AUROC")
+    axes[1].legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def plot_scores(results: Sequence[BenchmarkResult], path: Path) -> None:
+    """Histograms of raw image scores, normal vs anomalous test images, per category (rows) and model (columns)."""
+    import matplotlib as mpl
+
+    mpl.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    categories = list(dict.fromkeys(r.category for r in results))
+    models = list(dict.fromkeys(r.model for r in results))
+    lookup = {(r.model, r.category): r for r in results}
+    figure, axes = plt.subplots(
+        len(categories), len(models), figsize=(3.6 * len(models), 2.4 * len(categories)), squeeze=False
+    )
+    for row, category in enumerate(categories):
+        for column, model in enumerate(models):
+            axis = axes[row][column]
+            result = lookup.get((model, category))
+            if result is None:
+                axis.set_axis_off()
+                continue
+            scores = result.normal_scores + result.anomalous_scores
+            bins = np.histogram_bin_edges(scores, bins=20) if scores else 10
+            axis.hist(result.normal_scores, bins=bins, alpha=0.6, label="normal", color="tab:blue")
+            axis.hist(result.anomalous_scores, bins=bins, alpha=0.6, label="anomalous", color="tab:red")
+            if not math.isnan(result.threshold):
+                axis.axvline(result.threshold, color="black", linestyle="--", linewidth=1, label="threshold")
+            axis.set_title(f"{model} / {category} (AUROC {result.image_auroc:.2f})", fontsize=9)
+            axis.tick_params(labelsize=7)
+            if row == len(categories) - 1:
+                axis.set_xlabel("raw image score", fontsize=8)
+    axes[0][-1].legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
