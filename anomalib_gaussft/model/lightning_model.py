@@ -390,12 +390,5 @@ class GaussFT(ExportMixin, AnomalibModule):
 
     @staticmethod
     def configure_post_processor(target_fpr: float | None = None) -> PostProcessor:
-        """Anomalib's thresholds and range fitted on validation, with an order-preserving normalisation.
-
-        Args:
-            target_fpr: See :class:`GaussFT`; ``None`` keeps anomalib's F1-adaptive image threshold.
-
-        Returns:
-            The :class:`~anomalib_gaussft.model.post_processing.GaussFTPostProcessor`.
-        """
+        """:class:`GaussFTPostProcessor`: anomalib's, order-preserving, with ``target_fpr`` (see :class:`GaussFT`)."""
         return GaussFTPostProcessor(target_fpr=target_fpr)
