@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from anomalib_gaussft.data import DEFAULT_CATEGORIES
 from anomalib_gaussft.forgetting.stop_rule import select_epoch
 
 __all__ = ["TestSetTracker", "select_epoch"]
@@ -197,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m tools.forgetting_study``."""
     parser = argparse.ArgumentParser(prog="python -m tools.forgetting_study", description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=Path("datasets/demo"))
-    parser.add_argument("--categories", nargs="+", default=["brick", "coffee", "cat"])
+    parser.add_argument("--categories", nargs="+", default=list(DEFAULT_CATEGORIES))
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--lr", type=float, default=1e-3, help="High enough to show forgetting within the epochs.")
     parser.add_argument("--image-size", type=int, default=224)
