@@ -51,6 +51,7 @@ class BenchmarkResult:
         image_auroc_raw: Test image AUROC of the raw scores (ranks, ties counted half). ``image_auroc`` is anomalib's
             metric on the post-processed scores, which anomalib min-max normalises with the validation set's range
             and clamps to ``[0, 1]``: test scores beyond that range tie, which can lower the AUROC.
+        pixel_auroc_raw: Test pixel AUROC of the raw anomaly maps (ranks), beside anomalib's ``pixel_auroc``.
         normal_scores: Raw image scores of the normal test images (not written to the CSV).
         anomalous_scores: Raw image scores of the anomalous test images (not written to the CSV).
     """
@@ -72,6 +73,7 @@ class BenchmarkResult:
     peak_rss_mb: float = math.nan
     threshold: float = math.nan
     image_auroc_raw: float = math.nan
+    pixel_auroc_raw: float = math.nan
     normal_scores: list[float] = field(default_factory=list, repr=False)
     anomalous_scores: list[float] = field(default_factory=list, repr=False)
 

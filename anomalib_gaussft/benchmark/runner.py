@@ -73,18 +73,26 @@ __all__ = ["run_benchmark"]
 
 
 def _score_collector() -> Callback:
-    """A callback keeping the raw image scores and labels of every test batch."""
+    """A callback keeping the raw image scores and labels, and the raw maps and masks, of every test batch.
+
+    As a trainer callback it runs before the model's post-processor, which normalises the batch in place.
+    """
     from lightning.pytorch import Callback
 
     class ScoreCollector(Callback):
         def __init__(self) -> None:
             self.scores: list[float] = []
             self.labels: list[int] = []
+            self.maps: list[torch.Tensor] = []
+            self.masks: list[torch.Tensor] = []
 
         def on_test_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, *args: Any) -> None:
             del trainer, pl_module, batch, args
             self.scores += outputs.pred_score.detach().flatten().cpu().tolist()
             self.labels += outputs.gt_label.detach().flatten().cpu().int().tolist()
+            if outputs.anomaly_map is not None and outputs.gt_mask is not None:
+                self.maps.append(outputs.anomaly_map.detach().flatten().cpu())
+                self.masks.append(outputs.gt_mask.detach().flatten().cpu() > 0)
 
     return ScoreCollector()
 
@@ -187,6 +195,11 @@ def _benchmark_one(
     labels = torch.tensor(collector.labels)
     normal, anomalous = scores[labels == 0], scores[labels == 1]
     raw_auroc = rank_auroc(normal, anomalous) if len(normal) and len(anomalous) else math.nan
+    pixel_raw_auroc = math.nan
+    if collector.maps:
+        pixels, masks = torch.cat(collector.maps), torch.cat(collector.masks)
+        if masks.any() and not masks.all():
+            pixel_raw_auroc = rank_auroc(pixels[~masks], pixels[masks])
     return BenchmarkResult(
         model=name,
         category=category,
@@ -205,6 +218,7 @@ def _benchmark_one(
         peak_rss_mb=peak_rss_mb(),
         threshold=float(model.post_processor.image_threshold),
         image_auroc_raw=raw_auroc,
+        pixel_auroc_raw=pixel_raw_auroc,
         normal_scores=normal.tolist(),
         anomalous_scores=anomalous.tolist(),
     )
