@@ -310,6 +310,9 @@ def test_benchmark_run_writes_csv_markdown_and_plots(
         assert int(row["epochs"]) == 1
         assert math.isfinite(float(row["threshold"]))
     gaussft = rows[0]
+    # GaussFT's post-processing keeps the order of the raw scores and maps: anomalib's AUROCs equal the raw ones.
+    assert float(gaussft["image_auroc"]) == pytest.approx(float(gaussft["image_auroc_raw"]), abs=2e-3)
+    assert float(gaussft["pixel_auroc"]) == pytest.approx(float(gaussft["pixel_auroc_raw"]), abs=2e-3)
     assert float(gaussft["image_score_throughput"]) > 0
     assert float(gaussft["backbone_throughput"]) > 0
     assert gaussft["best_epoch"] == "1"
