@@ -33,18 +33,51 @@ logger = logging.getLogger("anomalib_gaussft.registration")
 TARGET_MODULE = "anomalib.models"
 
 
+PLUGIN_MODULE = "anomalib_gaussft.model.lightning_model"
+
+
+def _being_imported(name: str) -> bool:
+    """Whether module ``name`` is executing right now (in ``sys.modules``, its ``GaussFT`` not yet defined).
+
+    That happens when the plugin is imported first: its own import of anomalib executes ``anomalib.models`` (and so
+    this hook) half-way through the plugin's module.
+    """
+    module = sys.modules.get(name)
+    return module is not None and not hasattr(module, "GaussFT")
+
+
 def register(models_module: ModuleType) -> None:
     """Import the plugin and expose its model classes as attributes of ``anomalib.models``.
+
+    If the plugin's module is itself being imported (it imported anomalib, which executed ``anomalib.models``), the
+    class does not exist yet: ``GaussFT`` is then served by a module ``__getattr__`` on ``anomalib.models`` (PEP 562),
+    which imports it on first access, by when the plugin's import has finished.
 
     Args:
         models_module: The executed ``anomalib.models`` module.
     """
-    from anomalib_gaussft.model.lightning_model import GaussFT
-
-    models_module.GaussFT = GaussFT
     exported = getattr(models_module, "__all__", None)
     if isinstance(exported, list) and "GaussFT" not in exported:
         exported.append("GaussFT")
+    if _being_imported(PLUGIN_MODULE):
+        fallback = getattr(models_module, "__getattr__", None)
+
+        def __getattr__(name: str) -> object:  # noqa: N807 - the PEP 562 hook
+            if name == "GaussFT":
+                from anomalib_gaussft.model.lightning_model import GaussFT
+
+                models_module.GaussFT = GaussFT
+                return GaussFT
+            if fallback is not None:
+                return fallback(name)
+            msg = f"module {models_module.__name__!r} has no attribute {name!r}"
+            raise AttributeError(msg)
+
+        models_module.__getattr__ = __getattr__
+        return
+    from anomalib_gaussft.model.lightning_model import GaussFT
+
+    models_module.GaussFT = GaussFT
 
 
 def _report(exc: BaseException) -> None:

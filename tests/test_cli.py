@@ -38,6 +38,38 @@ def test_registration_hook_is_light_and_registers_on_anomalib_import(tmp_path: P
     assert result.stdout.strip().splitlines()[-1] == "anomalib_gaussft.model.lightning_model GaussFT True"
 
 
+@pytest.mark.parametrize(
+    "first_import",
+    [
+        "from anomalib_gaussft import GaussFT",
+        "import anomalib_gaussft.model",
+        "import anomalib_gaussft.model.anomaly_map",
+    ],
+)
+def test_registration_works_when_the_plugin_is_imported_before_anomalib(tmp_path: Path, first_import: str) -> None:
+    """Importing the plugin first executes ``anomalib.models`` half-way through the plugin's own import."""
+    code = (
+        f"{first_import}\n"
+        "import anomalib.models as models\n"
+        "from anomalib.models import get_model\n"
+        "from anomalib_gaussft.model import GaussFT\n"
+        "assert models.GaussFT is GaussFT\n"
+        "print(type(get_model('GaussFT', backbone='resnet18', pretrained=False)).__name__)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-W", "error::RuntimeWarning", "-c", code],
+        cwd=tmp_path,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "could not register" not in result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "GaussFT"
+
+
 def test_bare_name_and_dotted_class_path_resolve_in_the_cli(tmp_path: Path) -> None:
     """`--model GaussFT` and `--model anomalib_gaussft.GaussFT` resolve (fails if the bare name stops resolving)."""
     base = ["train", "--data", "anomalib.data.MVTecAD", "--print_config"]
