@@ -10,7 +10,7 @@ import torch
 from anomalib.data import MVTecAD
 from anomalib.engine import Engine
 from conftest import TINY_MODEL_KWARGS
-from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch import Callback, Trainer, seed_everything
 
 from anomalib_gaussft import GaussFT
 from anomalib_gaussft.evaluation import rank_auroc
@@ -373,3 +373,24 @@ def test_image_size_follows_the_fallback_backbone(monkeypatch: pytest.MonkeyPatc
         model = GaussFT(layers=["blocks.2"], map_layers=["blocks.2"])
     assert model.backbone == "tf_efficientnet_lite0"
     assert model.image_size == (224, 224)
+
+
+def test_warmup_raises_the_learning_rate_linearly_over_the_first_fine_tuning_steps(
+    demo_root, tmp_path, tiny_model_kwargs
+) -> None:
+    """The pretrained epoch makes no warm-up step; then lr/4, lr/2, 3lr/4, lr, lr, ... (Adam's first-step jump)."""
+    seen: list[float] = []
+
+    class RecordLr(Callback):
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+            seen.append(optimizer.param_groups[0]["lr"])
+
+    model = GaussFT(**tiny_model_kwargs, lr=1e-3, warmup_steps=4, forgetting_detection=False, visualizer=False)
+    datamodule = MVTecAD(root=demo_root, category="brick", train_batch_size=4, eval_batch_size=8, num_workers=0)
+    engine = Engine(max_epochs=2, default_root_dir=tmp_path, accelerator="cpu", logger=False, callbacks=[RecordLr()])
+    engine.fit(model, datamodule=datamodule)
+    steps_per_epoch = len(seen) // 2
+    assert model.fine_tuning_steps == steps_per_epoch >= 5
+    assert seen[steps_per_epoch:] == pytest.approx([2.5e-4, 5e-4, 7.5e-4] + [1e-3] * (steps_per_epoch - 3))
+    with pytest.raises(ValueError, match="warmup_steps"):
+        GaussFT(**tiny_model_kwargs, warmup_steps=-1)

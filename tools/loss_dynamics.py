@@ -36,6 +36,7 @@ import torch
 from anomalib_gaussft.evaluation import rank_auroc
 from anomalib_gaussft.model.lightning_model import GaussFT
 from anomalib_gaussft.model.loss import MahalanobisLoss
+from anomalib_gaussft.model.optimization import warmup_factor
 from anomalib_gaussft.model.torch_model import GaussFTModel
 
 __all__ = ["EpochRecord", "load_split", "run_loss_dynamics"]
@@ -84,6 +85,7 @@ def run_loss_dynamics(
     batch_size: int = 16,
     optimizer: str = "adam",
     lr: float = 1e-4,
+    warmup_steps: int = 12,
     seed: int = 0,
 ) -> list[EpochRecord]:
     """Fine-tune GaussFT's torch model on ``root/category/train/good`` and record the loss at every step.
@@ -99,6 +101,7 @@ def run_loss_dynamics(
         batch_size: Training batch size.
         optimizer: ``"adam"`` (GaussFT's) or ``"sgd"`` (momentum 0.9).
         lr: Learning rate.
+        warmup_steps: Linear warm-up steps, as GaussFT's (``0``: none).
         seed: Seed of the batch order.
 
     Returns:
@@ -143,6 +146,7 @@ def run_loss_dynamics(
     else:
         optim = torch.optim.SGD(parameters, lr=lr, momentum=0.9)
     generator = torch.Generator().manual_seed(seed)
+    step = 0
     for epoch in range(1, epochs + 1):
         record = EpochRecord(epoch=epoch)
         model.train()
@@ -151,7 +155,10 @@ def run_loss_dynamics(
             loss = loss_fn(model(train[order[start : start + batch_size]]), model.gaussians)
             optim.zero_grad()
             loss.backward()
+            for group in optim.param_groups:
+                group["lr"] = lr * warmup_factor(step, warmup_steps)
             optim.step()
+            step += 1
             record.steps.append(float(loss.detach()))
         record.stale_after = training_loss()
         refit()
@@ -183,6 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
     parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--warmup-steps", type=int, default=12, help="linear warm-up steps (GaussFT's default)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -196,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     records = run_loss_dynamics(
         args.root, args.category, backbone=args.backbone, pretrained=not args.random_weights, layers=args.layers,
         image_size=args.image_size, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
-        lr=args.lr, seed=args.seed,
+        lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed,
     )  # fmt: skip
     for record in records:
         print(format_record(record), flush=True)

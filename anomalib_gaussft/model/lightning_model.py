@@ -54,6 +54,7 @@ from anomalib_gaussft.model.checks import check_checkpoint, check_training_image
 from anomalib_gaussft.model.export import ExportMixin
 from anomalib_gaussft.model.fitting import accumulate_training_set
 from anomalib_gaussft.model.loss import MahalanobisLoss
+from anomalib_gaussft.model.optimization import FineTuningMixin
 from anomalib_gaussft.model.post_processing import GaussFTPostProcessor
 from anomalib_gaussft.model.torch_model import GaussFTModel
 
@@ -62,7 +63,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["GaussFT"]
 
 
-class GaussFT(ExportMixin, AnomalibModule):
+class GaussFT(FineTuningMixin, ExportMixin, AnomalibModule):
     """GaussFT: fine-tune a pretrained CNN with the Mahalanobis distance to the normal class's Gaussian.
 
     Args:
@@ -84,6 +85,10 @@ class GaussFT(ExportMixin, AnomalibModule):
             (one epoch, no optimiser).
         lr: Adam learning rate for fine-tuning.
         weight_decay: Adam weight decay.
+        warmup_steps: Raise the learning rate linearly from ``lr / warmup_steps`` to ``lr`` over the first
+            ``warmup_steps`` fine-tuning steps (``0``: none). Adam's first steps move every parameter by about ``lr``
+            whatever its gradient, which raised the loss of the next batch 4-7x at lr 1e-4; 12 steps keep it within
+            1.1x (``docs/method.md``, "How the loss behaves").
         freeze_batchnorm: Keep BatchNorm running statistics fixed while fine-tuning.
         image_score: ``"global"`` (the paper: sum of per-level Mahalanobis distances of pooled features) or
             ``"combined"`` (adds the anomaly map's maximum; see :class:`GaussFTModel`).
@@ -122,6 +127,7 @@ class GaussFT(ExportMixin, AnomalibModule):
         fine_tune: bool = True,
         lr: float = 1e-4,
         weight_decay: float = 0.0,
+        warmup_steps: int = 12,
         freeze_batchnorm: bool = True,
         image_score: str = "global",
         sigma: float = 4.0,
@@ -166,6 +172,11 @@ class GaussFT(ExportMixin, AnomalibModule):
         self.fine_tune = fine_tune
         self.lr = lr
         self.weight_decay = weight_decay
+        if warmup_steps < 0:
+            msg = f"warmup_steps must be at least 0, got {warmup_steps} (setting `warmup_steps`)."
+            raise ValueError(msg)
+        self.warmup_steps = warmup_steps
+        self.fine_tuning_steps = 0  # optimiser steps that updated the weights (saved in checkpoints)
         self.forgetting_detection = forgetting_detection
         self.pretrained_epoch = pretrained_epoch
         self.loss = MahalanobisLoss()
@@ -203,12 +214,6 @@ class GaussFT(ExportMixin, AnomalibModule):
 
                 callbacks.append(ForgettingDetection())
         return callbacks
-
-    def configure_optimizers(self) -> torch.optim.Optimizer | None:
-        """Adam over the backbone's parameters (``None`` for fixed features)."""
-        if not self.fine_tune:
-            return None
-        return torch.optim.Adam(self.model.feature_extractor.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
     # ------------------------------------------------------------------ fitting the Gaussians
     def fit_gaussians(self, dataloader: Any = None) -> None:
@@ -287,23 +292,6 @@ class GaussFT(ExportMixin, AnomalibModule):
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch.image.shape[0])
         return self._zero_loss() if scoring_only else loss
 
-    def _zero_loss(self) -> torch.Tensor:
-        """Zero, with a (zero) gradient for every trainable parameter, as DDP's gradient reduction requires."""
-        return torch.stack([p.sum() for p in self.parameters() if p.requires_grad]).sum() * 0.0
-
-    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
-        """Step the optimiser; in steps that only score, drop the zero gradients first (no update, no Adam state)."""
-        if optimizer_closure is not None and (not self.fine_tune or (self.pretrained_epoch and epoch == 0)):
-            closure = optimizer_closure
-
-            def drop_gradients() -> Any:
-                loss = closure()  # forward and backward: under DDP every rank takes part in the reduction
-                self.zero_grad(set_to_none=True)
-                return loss
-
-            optimizer_closure = drop_gradients
-        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
-
     def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
         """Score a validation batch (thresholds and normalisation are fitted on these outputs)."""
         del args, kwargs
@@ -340,6 +328,7 @@ class GaussFT(ExportMixin, AnomalibModule):
         )
         if not isinstance(hyper_parameters.get("forgetting_detection", True), bool):
             hyper_parameters["forgetting_detection"] = True
+        checkpoint["gaussft_fine_tuning_steps"] = self.fine_tuning_steps  # where a resumed warm-up continues
         # A copy that load_from_checkpoint's overrides do not touch, for the message of a mismatch.
         checkpoint["gaussft_levels"] = {
             "backbone": self.backbone,
@@ -351,6 +340,7 @@ class GaussFT(ExportMixin, AnomalibModule):
         """Refuse another model's checkpoint or one with other shapes (named) before anomalib restores it."""
         ckpt_path = self._trainer.ckpt_path if self._trainer is not None else None
         check_checkpoint(checkpoint, f"Checkpoint {ckpt_path}" if ckpt_path else "The checkpoint", model=self)
+        self.fine_tuning_steps = int(checkpoint.get("gaussft_fine_tuning_steps", 0))
         super().on_load_checkpoint(checkpoint)
 
     @classmethod

@@ -1,0 +1,63 @@
+# Copyright (C) 2026 anomalib-gaussft developers
+# SPDX-License-Identifier: Apache-2.0
+
+"""How GaussFT steps its optimiser: Adam over the backbone, a linear warm-up, and scoring-only steps.
+
+:class:`FineTuningMixin` goes before ``AnomalibModule`` in :class:`~anomalib_gaussft.model.GaussFT`'s bases. It
+reads the module's ``fine_tune``, ``lr``, ``weight_decay``, ``warmup_steps``, ``pretrained_epoch`` and ``model`` and
+keeps one piece of state, ``fine_tuning_steps`` (the optimiser steps that updated the weights; GaussFT saves it in
+checkpoints so that a resumed warm-up continues where it stopped).
+
+Example:
+    >>> [warmup_factor(step, warmup_steps=4) for step in range(6)]  # times ``lr`` at fine-tuning step 0, 1, ...
+    [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+__all__ = ["FineTuningMixin", "warmup_factor"]
+
+
+def warmup_factor(step: int, warmup_steps: int) -> float:
+    """The fraction of the learning rate at fine-tuning step ``step`` (from 0) of a linear warm-up (0: none)."""
+    return min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+
+
+class FineTuningMixin:
+    """Adam over the feature extractor, with a linear learning-rate warm-up and gradient-free scoring steps."""
+
+    def configure_optimizers(self) -> torch.optim.Optimizer | None:
+        """Adam over the backbone's parameters (``None`` for fixed features)."""
+        if not self.fine_tune:
+            return None
+        return torch.optim.Adam(self.model.feature_extractor.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+    def _zero_loss(self) -> torch.Tensor:
+        """Zero, with a (zero) gradient for every trainable parameter, as DDP's gradient reduction requires."""
+        return torch.stack([p.sum() for p in self.parameters() if p.requires_grad]).sum() * 0.0
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
+        """Step the optimiser with the warm-up; in steps that only score, drop the zero gradients first.
+
+        Scoring-only steps (fixed features, the pretrained epoch) make no update, no Adam state and no warm-up step.
+        """
+        if not self.fine_tune or (self.pretrained_epoch and epoch == 0):
+            if optimizer_closure is not None:
+                closure = optimizer_closure
+
+                def drop_gradients() -> Any:
+                    loss = closure()  # forward and backward: under DDP every rank takes part in the reduction
+                    self.zero_grad(set_to_none=True)
+                    return loss
+
+                optimizer_closure = drop_gradients
+        else:
+            factor = warmup_factor(self.fine_tuning_steps, self.warmup_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = self.lr * factor
+            self.fine_tuning_steps += 1
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
