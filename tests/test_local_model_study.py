@@ -58,6 +58,8 @@ def test_shared_candidate_reproduces_gaussft_anomaly_map(study: tuple, demo_root
     from anomalib_gaussft.evaluation import rank_auroc
 
     assert torch.equal(labels, features.labels)
+    assert bool(masks[labels].flatten(1).any(dim=1).all()), "every defective image has a defect mask"
+    assert not bool(masks[~labels].any())
     assert rows[0]["pixel_auroc"] == pytest.approx(rank_auroc(maps[~masks], maps[masks]), abs=1e-6)
     maxima = maps.flatten(1).amax(dim=1)
     assert rows[0]["image_max"] == pytest.approx(rank_auroc(maxima[~labels], maxima[labels]), abs=1e-9)

@@ -46,18 +46,8 @@ from anomalib_gaussft.model.torch_model import GaussFTModel
 __all__ = ["DEFAULT_CANDIDATES", "Features", "extract", "kmeans", "make_local_model", "run_category", "summarize"]
 
 LEVELS = {"s8": ("blocks.2", "blocks.4"), "s4": ("blocks.1", "blocks.2", "blocks.4")}
-DEFAULT_CANDIDATES = (
-    "shared-s8",
-    "mix4-s8",
-    "mix8-s8",
-    "mix16-s8",
-    "mix32-s8",
-    "perpos-s8",
-    "shared-s4",
-    "mix16-s4",
-    "shared-s8-agg3",
-    "mix16-s8-agg3",
-)
+_DEFAULTS = "shared-s8 mix4-s8 mix8-s8 mix16-s8 mix32-s8 perpos-s8 shared-s4 mix16-s4 shared-s8-agg3 mix16-s8-agg3"
+DEFAULT_CANDIDATES = (*_DEFAULTS.split(), "mix32-s8-agg3")
 CHUNK = 40  # images per scoring batch
 
 
@@ -373,24 +363,18 @@ def run_category(
     return rows
 
 
-METRICS = (
-    "pixel_auroc",
-    "image_max",
-    "image_top1pct",
-    "image_combo_max_train",
-    "image_combo_max_oof",
-    "image_combo_top_oof",
-    "image_global",
-)
+_METRICS = "pixel_auroc image_max image_top1pct image_combo_max_train image_combo_max_oof image_combo_top_oof"
+METRICS = (*_METRICS.split(), "image_global")
 
 
 def summarize(rows: Sequence[dict]) -> str:
     """Markdown: the mean over categories per candidate and sigma, and the per-category pixel and combo AUROCs."""
-    keys = list(dict.fromkeys((row["candidate"], row["sigma"]) for row in rows))
+    keys = list(dict.fromkeys((row["candidate"], float(row["sigma"])) for row in rows))
     categories = list(dict.fromkeys(row["category"] for row in rows))
+    index = {(row["candidate"], float(row["sigma"]), row["category"]): row for row in rows}
 
     def mean(key: tuple, metric: str) -> float:
-        return statistics.mean(float(r[metric]) for r in rows if (r["candidate"], r["sigma"]) == key)
+        return statistics.mean(float(r[metric]) for (*k, _), r in index.items() if tuple(k) == key)
 
     lines = [
         "| candidate | sigma | pixel AUROC | image: max | top 1 % | global + max (train medians) | global + max (oof) "
@@ -399,23 +383,13 @@ def summarize(rows: Sequence[dict]) -> str:
     ]
     for key in keys:
         values = " | ".join(f"{mean(key, metric):.3f}" for metric in METRICS)
-        lines.append(
-            f"| {key[0]} | {key[1]:g} | {values} | {mean(key, 'fit_seconds'):.2f} | "
-            f"{mean(key, 'model_bytes') / 1e6:.3f} |"
-        )
+        fit, size = mean(key, "fit_seconds"), mean(key, "model_bytes") / 1e6
+        lines.append(f"| {key[0]} | {key[1]:g} | {values} | {fit:.2f} | {size:.3f} |")
     for metric in ("pixel_auroc", "image_combo_max_oof"):
-        lines += [
-            "",
-            f"{metric} per category:",
-            "",
-            "| candidate | sigma | " + " | ".join(categories) + " | mean |",
-            "|---|---:|" + "---:|" * (len(categories) + 1),
-        ]
+        header = "| candidate | sigma | " + " | ".join(categories) + " | mean |"
+        lines += ["", f"{metric} per category:", "", header, "|---|---:|" + "---:|" * (len(categories) + 1)]
         for key in keys:
-            values = [
-                next(float(r[metric]) for r in rows if (r["candidate"], r["sigma"], r["category"]) == (*key, c))
-                for c in categories
-            ]
+            values = [float(index[(*key, c)][metric]) if (*key, c) in index else math.nan for c in categories]
             cells = " | ".join(f"{v:.3f}" for v in values)
             lines.append(f"| {key[0]} | {key[1]:g} | {cells} | {statistics.mean(values):.3f} |")
     return "\n".join(lines)
@@ -433,13 +407,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--output", type=Path, default=Path("results/local_model_study"))
+    parser.add_argument("--append", action="store_true", help="add to the rows of an existing CSV in --output")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     for name in args.candidates:
         make_local_model(name)  # fail early on a typo
     args.output.mkdir(parents=True, exist_ok=True)
     model = GaussFTModel("tf_efficientnet_lite0", pretrained=True, map_layers=list(LEVELS["s8"])).eval()
-    rows: list[dict] = []
+    path = args.output / "local_model_study.csv"
+    rows: list[dict] = list(csv.DictReader(path.open())) if args.append and path.exists() else []
     for category in args.categories:
         start = time.perf_counter()
         features = extract(args.root, category, model, args.image_size)
@@ -457,7 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{category}: candidates in {time.perf_counter() - start:.1f} s", flush=True)
         rows += new
         del features
-        with (args.output / "local_model_study.csv").open("w", newline="") as handle:
+        with path.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
