@@ -306,13 +306,16 @@ def run_recipe(
                 f"test {row.get(f'test_auroc_{recipe.weighting}', math.nan):.4f} ({time.time() - start:.0f} s)",
                 flush=True,
             )
-    chosen, _ = select_epoch([row[f"pseudo_auroc_{recipe.weighting}"] for row in rows])
-    if chosen in states:  # the label-free rule picked an epoch whose test AUROC was skipped: score it now
-        model.feature_extractor.load_state_dict(states[chosen])
-        rows[chosen] |= evaluate(chosen, scorer.pooled(train), True)
+    for weighting in WEIGHTINGS:  # the epoch the label-free rule picks for either score: its test AUROC is needed
+        chosen, _ = select_epoch([row[f"pseudo_auroc_{weighting}"] for row in rows])
+        if chosen in states and f"test_auroc_{weighting}" not in rows[chosen]:
+            model.feature_extractor.load_state_dict(states[chosen])
+            rows[chosen] |= evaluate(chosen, scorer.pooled(train), True)
     for row in rows:
         row["pseudo_auroc"] = row[f"pseudo_auroc_{recipe.weighting}"]
         row["test_auroc"] = row.get(f"test_auroc_{recipe.weighting}", math.nan)
+    chosen, _ = select_epoch([row["pseudo_auroc"] for row in rows])
+    for row in rows:
         row["chosen"] = int(row["epoch"] == chosen)
     return rows
 
@@ -324,38 +327,46 @@ COLUMNS = [
 
 
 def _mean_std(values: Sequence[float], signed: bool = False) -> str:
-    values = [v for v in values if not math.isnan(v)]
-    if not values:
+    """``mean ± std`` of the values that are not NaN, with their count when some were NaN."""
+    kept = [v for v in values if not math.isnan(v)]
+    if not kept:
         return "-"
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.fmean(values):{'+' if signed else ''}.3f} ± {spread:.3f}"
+    spread = statistics.stdev(kept) if len(kept) > 1 else 0.0
+    missing = f" (n={len(kept)})" if len(kept) < len(values) else ""
+    return f"{statistics.fmean(kept):{'+' if signed else ''}.3f} ± {spread:.3f}{missing}"
 
 
-def summarise(rows: Sequence[dict]) -> str:
+def summarise(rows: Sequence[dict], score: str = "recipe") -> str:
     """Markdown tables: per recipe over categories x seeds, and per category (AUROC at the chosen epoch).
+
+    Args:
+        rows: The CSV's rows (numbers as floats, ``nan`` where empty).
+        score: ``"recipe"``: the score weighted as the recipe's loss; ``"sum"`` or ``"sqrtp"``: that score for every
+            recipe (the label-free rule then reads the pseudo-AUROC of that score).
 
     Example:
         >>> rows = [
-        ...     {"recipe": "r", "category": "c", "seed": 0, "epoch": e, "chosen": int(e == 1), "test_auroc": t}
-        ...     for e, t in enumerate([0.80, 0.85, 0.90])
+        ...     {"recipe": "r", "category": "c", "seed": 0, "epoch": e, "test_auroc": t, "pseudo_auroc": p}
+        ...     for e, (t, p) in enumerate([(0.80, 0.7), (0.85, 0.9), (0.90, 0.8)])
         ... ]
         >>> print(summarise(rows).splitlines()[2])
         | r | 1 | 0.800 ± 0.000 | 0.900 ± 0.000 | 0.850 ± 0.000 | +0.050 ± 0.000 | 1/1 | 1.0 / 2.0 | - |
     """
+    test, pseudo = (
+        ("test_auroc", "pseudo_auroc") if score == "recipe" else (f"test_auroc_{score}", f"pseudo_auroc_{score}")
+    )
     runs: dict[tuple, list[dict]] = {}
     for row in rows:
         runs.setdefault((row["recipe"], row["category"], int(row["seed"])), []).append(row)
     per_recipe: dict[str, list[dict]] = {}
     for (recipe, category, _), epochs in runs.items():
         epochs = sorted(epochs, key=lambda r: int(r["epoch"]))
-        tested = [float(r["test_auroc"]) for r in epochs if not math.isnan(float(r["test_auroc"]))]
-        chosen = next(r for r in epochs if int(r["chosen"]))
-        best = max(epochs, key=lambda r: -math.inf if math.isnan(float(r["test_auroc"])) else float(r["test_auroc"]))
+        aurocs = [-math.inf if math.isnan(float(r[test])) else float(r[test]) for r in epochs]
+        chosen, _ = select_epoch([float(r[pseudo]) for r in epochs])
         step1, step2 = (float(epochs[1].get(k) or math.nan) for k in ("step1_loss", "step2_loss"))
         per_recipe.setdefault(recipe, []).append({
-            "category": category, "fixed": float(epochs[0]["test_auroc"]), "best": max(tested),
-            "chosen": float(chosen["test_auroc"]), "chosen_epoch": int(chosen["epoch"]),
-            "best_epoch": int(best["epoch"]), "jump": step2 / step1,
+            "category": category, "fixed": aurocs[0], "best": max(aurocs), "chosen": float(epochs[chosen][test]),
+            "chosen_epoch": chosen, "best_epoch": aurocs.index(max(aurocs)), "jump": step2 / step1,
         })  # fmt: skip
     lines = [
         "| recipe | runs | fixed (epoch 0) | best epoch | chosen epoch (label-free) | gain chosen - fixed "
@@ -401,12 +412,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=None, help="image cache folder (default OUTPUT/cache)")
     parser.add_argument("--output", type=Path, default=Path("runs/recipe_study"))
     parser.add_argument("--summarise", nargs="+", type=Path, default=None, help="only summarise these CSVs")
+    parser.add_argument("--score", choices=["recipe", *WEIGHTINGS], default="recipe", help="score in the summary")
     args = parser.parse_args(argv)
     if args.summarise:
         rows = [row for path in args.summarise for row in csv.DictReader(path.open())]
         for row in rows:
             row.update({k: float(v) if v else math.nan for k, v in row.items() if k not in {"recipe", "category"}})
-        print(summarise(rows))
+        print(summarise(rows, args.score))
         return 0
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)
