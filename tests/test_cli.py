@@ -114,12 +114,13 @@ def test_anomalib_train_with_yaml_config_reports_metrics_and_loss(demo_root: Pat
     with (logs / "gaussft" / "version_0" / "metrics.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     losses = [float(row["train_loss"]) for row in rows if row["train_loss"]]
-    # Epoch 0 scores the pretrained network (no optimiser step); epochs 1-3 fine-tune. Against a freshly fitted
-    # Gaussian every epoch starts at about the same in-sample distance, the first Adam steps of fine-tuning raise it
-    # and the optimiser then lowers it epoch after epoch (docs/method.md, "How the loss behaves").
+    # Epoch 0 scores the pretrained network (no optimiser step); epochs 1-3 fine-tune. Without the learning-rate
+    # warm-up Adam's first steps raised the first fine-tuning epoch's loss to 2.7x the pretrained one here (11.7 ->
+    # 32.1); with it the loss starts where the pretrained network left it (docs/method.md, "How the loss behaves").
     assert len(losses) == 4
     assert all(0 < loss < float("inf") for loss in losses), losses
-    assert losses[3] < losses[1], f"the fine-tuning loss did not fall: {losses}"
+    assert losses[1] < 1.5 * losses[0], f"the first fine-tuning epoch's loss jumped: {losses}"
+    assert len(set(losses)) == 4, f"fine-tuning did not change the loss: {losses}"
     tested = [row for row in rows if row["image_AUROC"]]
     assert 0 <= float(tested[-1]["image_AUROC"]) <= 1
     assert 0 <= float(tested[-1]["pixel_AUROC"]) <= 1
