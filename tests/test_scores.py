@@ -182,7 +182,7 @@ def test_default_openvino_precision_detects_like_torch(trained: tuple, tmp_path:
 
     Where the CPU has bfloat16 (``BF16`` in its capabilities) the default precision is bfloat16: this is the case the
     float32 marks exist for, and the runtime model must report float32 for its convolutions. Elsewhere the default is
-    float32 already and only the comparison runs.
+    float32 already, and the same checks hold without the marks.
     """
     engine, model, datamodule = trained
     monkeypatch.chdir(tmp_path)
@@ -199,11 +199,11 @@ def test_default_openvino_precision_detects_like_torch(trained: tuple, tmp_path:
     assert rank_auroc(scores[labels == 0], scores[labels == 1]) == pytest.approx(torch_auroc, abs=0.01)
     agreement = (torch.as_tensor(np.asarray(result.pred_label).reshape(-1)) == reference.pred_label).double().mean()
     assert float(agreement) >= 0.99
-    if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-        runtime = inferencer.model.get_runtime_model()
-        precisions = {
-            str(op.get_rt_info()["runtimePrecision"])
-            for op in runtime.get_ordered_ops()
-            if str(op.get_rt_info()["layerType"]) == "Convolution"
-        }
-        assert precisions == {"f32"}
+    # On a CPU with bfloat16 this is what the float32 marks are for; elsewhere it holds anyway (and checks the check).
+    runtime = inferencer.model.get_runtime_model()
+    precisions = {
+        op.get_rt_info()["runtimePrecision"].astype(str)
+        for op in runtime.get_ordered_ops()
+        if op.get_rt_info()["layerType"].astype(str) == "Convolution"
+    }
+    assert precisions == {"f32"}
