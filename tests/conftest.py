@@ -3,7 +3,9 @@
 
 """Shared fixtures: a small generated MVTec-layout dataset and tiny, randomly initialised models."""
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,3 +41,16 @@ TINY_MODEL_KWARGS = {
 def tiny_model_kwargs() -> dict:
     """A fresh copy of :data:`TINY_MODEL_KWARGS`."""
     return {key: list(value) if isinstance(value, list) else value for key, value in TINY_MODEL_KWARGS.items()}
+
+
+@contextlib.contextmanager
+def single_torch_thread() -> Iterator[None]:
+    """One torch thread: on a small shared machine two spinning OpenMP threads can make a tiny run 50x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

@@ -14,6 +14,7 @@ import pytest
 import torch
 from anomalib.data import MVTecAD
 from anomalib.engine import Engine
+from conftest import single_torch_thread
 from lightning.pytorch import Callback
 from sklearn.metrics import roc_auc_score
 
@@ -24,13 +25,8 @@ from anomalib_gaussft.forgetting import ForgettingDetection, StopRule, select_ep
 
 @pytest.fixture(autouse=True)
 def _one_thread() -> Iterator[None]:
-    """One torch thread: on the small shared test machine, spinning OpenMP threads make the tiny fits much slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with single_torch_thread():
         yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

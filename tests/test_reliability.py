@@ -9,7 +9,6 @@ anomalib's ``Folder`` datamodule and ``Engine`` (CPU). See ``docs/reliability.md
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ import pytest
 import torch
 from anomalib.data import Folder
 from anomalib.engine import Engine
+from conftest import single_torch_thread
 from lightning.pytorch import seed_everything
 from PIL import Image
 
@@ -40,20 +40,9 @@ TINY = {
 }
 
 
-@contextlib.contextmanager
-def _single_thread() -> Iterator[None]:
-    """One torch thread: on a small shared machine two spinning OpenMP threads can make a tiny run 50x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 @pytest.fixture(autouse=True)
 def _one_thread() -> Iterator[None]:
-    with _single_thread():
+    with single_torch_thread():
         yield
 
 
@@ -306,7 +295,7 @@ def _run(root: Path, name: str, max_epochs: int, ckpt_path: str | None = None) -
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     """Two uninterrupted 2-epoch runs with the same seed, and a 1-epoch run resumed to 2 epochs."""
-    with _single_thread():  # set up before the autouse fixture runs; restored for the modules after this one
+    with single_torch_thread():  # set up before the autouse fixture runs; restored for the modules after this one
         root = _dataset(tmp_path_factory.mktemp("resume"), n_train=16)
         results = {"full": _run(root, "full", 2), "again": _run(root, "again", 2), "first": _run(root, "first", 1)}
         results["resumed"] = _run(root, "resumed", 2, ckpt_path=results["first"]["checkpoint"])
