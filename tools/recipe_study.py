@@ -104,7 +104,7 @@ def fit_level_gaussians(model: GaussFTModel, pooled: Sequence[torch.Tensor]) -> 
         ([40, 1280], True)
     """
     gaussians = copy.deepcopy(model.gaussians)
-    estimators = model.new_estimators("cpu")[: len(gaussians)]
+    estimators = model.new_estimators("cpu").levels
     for gaussian, estimator, features in zip(gaussians, estimators, pooled, strict=True):
         estimator.update(features.detach())
         gaussian.load_fit(estimator.fit())
