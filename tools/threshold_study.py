@@ -35,6 +35,7 @@ from pathlib import Path
 
 import torch
 
+from anomalib_gaussft.benchmark.runner import score_collector
 from anomalib_gaussft.data import DEFAULT_CATEGORIES
 from anomalib_gaussft.evaluation import rank_auroc
 
@@ -99,28 +100,20 @@ def run_one(
         target_fpr=target_fpr,
         visualizer=False,
     )
+    collector = score_collector()  # the raw scores and maps of Engine.test, before post-processing
     engine = Engine(
         max_epochs=epochs,
         default_root_dir=work_dir / f"{category}_{seed}",
         logger=False,
         enable_progress_bar=False,
         accelerator="cpu",
+        callbacks=[collector],
     )
     engine.fit(model, datamodule=datamodule)
     metrics = engine.test(model, datamodule=datamodule, verbose=False)[0]
 
-    scores, labels, maps, masks = [], [], [], []
-    transform = model.pre_processor.transform
-    with torch.no_grad():
-        for batch in datamodule.test_dataloader():
-            image, mask = transform(batch.image, batch.gt_mask)
-            output = model.eval().model(image)
-            scores.append(output.pred_score)
-            labels.append(batch.gt_label.bool())
-            maps.append(output.anomaly_map.flatten())
-            masks.append(mask.flatten() > 0)
-    score, label = torch.cat(scores), torch.cat(labels)
-    pixel, mask = torch.cat(maps), torch.cat(masks)
+    score, label = torch.tensor(collector.scores), torch.tensor(collector.labels).bool()
+    pixel, mask = torch.cat(collector.maps), torch.cat(collector.masks)
     threshold = model.post_processor.image_threshold
     validation = datamodule.val_data.samples
     return ThresholdRun(

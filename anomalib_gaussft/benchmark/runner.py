@@ -69,10 +69,10 @@ if TYPE_CHECKING:
     import torch
     from lightning.pytorch import Callback
 
-__all__ = ["run_benchmark"]
+__all__ = ["run_benchmark", "score_collector"]
 
 
-def _score_collector() -> Callback:
+def score_collector() -> Callback:
     """A callback keeping the raw image scores and labels, and the raw maps and masks, of every test batch.
 
     As a trainer callback it runs before the model's post-processor, which normalises the batch in place.
@@ -157,7 +157,7 @@ def _benchmark_one(
     )
     datamodule.setup(TrainerFn.FITTING)  # synthetic validation anomalies are made here, outside the fit timer
     model = build_model(name, backbone, image_size, pretrained)
-    collector = _score_collector()
+    collector = score_collector()
     engine = Engine(
         accelerator="cpu",
         devices=1,
