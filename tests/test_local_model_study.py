@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from anomalib_gaussft.model.gaussian import MultivariateGaussian, StreamingGaussianEstimator
-from anomalib_gaussft.model.torch_model import GaussFTModel
+from anomalib_gaussft.model.torch_model import SINGLE_GAUSSIAN_SETTINGS, GaussFTModel
 from tools.local_model_study import (
     LEVELS,
     Features,
@@ -32,7 +32,11 @@ def study(demo_root: Path) -> Iterator[tuple[GaussFTModel, Features]]:
     torch.manual_seed(0)
     # three pooled levels keep the global Gaussians small (the study uses all nine); they include blocks.1 for s4
     model = GaussFTModel(
-        "tf_efficientnet_lite0", pretrained=False, layers=list(LEVELS["s4"]), map_layers=list(LEVELS["s8"])
+        "tf_efficientnet_lite0",
+        pretrained=False,
+        layers=list(LEVELS["s4"]),
+        map_layers=list(LEVELS["s8"]),
+        **SINGLE_GAUSSIAN_SETTINGS,
     ).eval()
     yield model, extract(demo_root, "coffee", model, image_size=64)
     torch.set_num_threads(threads)

@@ -340,40 +340,38 @@ def test_checkpoint_with_other_shapes_is_refused_naming_the_file(
 
 
 # ---------------------------------------------------------------------------------------------------- memory
-def test_memory_benchmark_streams_every_image_through_a_fixed_size_estimator(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_memory_benchmark_streams_every_image_through_fixed_size_estimators() -> None:
     """The measured peak memory of fitting the Gaussians does not grow with the number of training images.
 
-    64 px images with the local Gaussian on the ``stem`` level (32 channels at stride 2: 1024 positions per image),
-    so that keeping the samples would cost 128 KiB per image in float32: 30 MiB more for 256 than for 16 images
-    (``store_all_features_mib``). The streaming estimator may grow by at most a quarter of that (7.5 MiB): room for
-    the allocator's jitter, which spanned 3 MiB in repeated runs here (16 to 512 images, no trend with the count),
-    but not for an estimator that keeps even its float32 local samples. A control run whose estimators also keep
-    their samples must exceed the same tolerance, so the test also fails if the measurement stops seeing growth
-    (as it did in-process after other tests, before the tool returned free heap memory ahead of the fit).
+    64 px images with the local mixture on the ``stem`` level (32 channels at stride 2: 1024 positions per image),
+    so that keeping every local vector would cost 128 KiB per image in float32: 30 MiB more for 256 than for 16
+    images (``store_all_features_mib``). With the local sample limited to 8192 vectors (1 MiB; both counts fill it)
+    the fit may grow by at most a quarter of that (7.5 MiB): room for the allocator's jitter, which spanned 3 MiB in
+    repeated runs here, but not for keeping the samples. A control run whose local sample has no limit must exceed
+    the same tolerance, so the test also fails if the measurement stops seeing growth (as it did in-process after
+    other tests, before the tool returned free heap memory ahead of the fit).
     """
-    from anomalib_gaussft.model.gaussian import StreamingGaussianEstimator
 
-    def growth() -> tuple[float, float]:
+    def growth(max_local_vectors: int) -> tuple[float, float]:
         small, large = (
-            measure_fit_memory(n, image_size=64, batch_size=8, layers=["blocks.2"], map_layers=["stem"])
+            measure_fit_memory(
+                n,
+                image_size=64,
+                batch_size=8,
+                layers=["blocks.2"],
+                map_layers=["stem"],
+                max_local_vectors=max_local_vectors,
+            )
             for n in (16, 256)
         )
-        assert (small["n_samples"], large["n_samples"]) == (16, 256)
+        assert (small["n_samples"], large["n_samples"], large["passes"]) == (16, 256, 2)
         return large["peak_increase_mib"] - small["peak_increase_mib"], (
             large["store_all_features_mib"] - small["store_all_features_mib"]
         )
 
-    streaming, store_all = growth()
+    streaming, store_all = growth(max_local_vectors=8192)
     tolerance = store_all / 4
     assert store_all > 25
     assert streaming < tolerance, f"the fit's peak memory grew by {streaming} MiB from 16 to 256 images"
-
-    update = StreamingGaussianEstimator.update
-
-    def keep_samples(self: StreamingGaussianEstimator, samples: torch.Tensor) -> None:
-        self.__dict__.setdefault("kept", []).append(samples.detach().clone())
-        update(self, samples)
-
-    monkeypatch.setattr(StreamingGaussianEstimator, "update", keep_samples)
-    keeping, _ = growth()
-    assert keeping > tolerance, f"a sample-keeping estimator grew by only {keeping} MiB: the measurement is blind"
+    keeping, _ = growth(max_local_vectors=10**9)
+    assert keeping > tolerance, f"an unlimited local sample grew by only {keeping} MiB: the measurement is blind"

@@ -14,8 +14,9 @@ Example:
     >>> from anomalib_gaussft import GaussFT
     >>> module = GaussFT(backbone="tf_efficientnet_lite0", pretrained=False, image_size=(32, 32), visualizer=False)
     >>> stages = eager_breakdown(module.eval(), np.zeros((2, 3, 32, 32), dtype=np.float32), repeats=1, warmup=0)
-    >>> [name for name, _ in stages][-2:]
-    ['anomaly map blur (two 33-tap 1-D passes, sigma 4)', 'post-processing (normalise, threshold)']
+    >>> [name for name, _ in stages][-3:]  # doctest: +NORMALIZE_WHITESPACE
+    ['anomaly map blur (two 33-tap 1-D passes, sigma 4)', 'image score (combined)',
+     'post-processing (normalise, threshold)']
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ _SCOPES = (  # dynamo name scope prefix -> stage (first match wins)
     ("post_processor", "post-processing (normalise, threshold)"),
     ("model.feature_extractor", "backbone trunk"),
     ("model.gaussians", "global Gaussians (pooled levels)"),
-    ("model.local_gaussian", "local Gaussian (every position)"),
+    ("model.local_mixture", "local mixture (every position)"),
     ("model.anomaly_map_generator.blur", "anomaly map blur"),
     ("model.anomaly_map_generator", "anomaly map upsampling"),
     ("model", "pooling, concatenation, sums"),
@@ -72,7 +73,7 @@ def eager_breakdown(module: GaussFT, batch: np.ndarray, repeats: int, warmup: in
     """
     import torch
 
-    from anomalib_gaussft.model.anomaly_map import concatenate_local_features
+    from anomalib_gaussft.model.anomaly_map import aggregate_local_features, concatenate_local_features
 
     model = module.model
     images = torch.from_numpy(batch)
@@ -85,11 +86,13 @@ def eager_breakdown(module: GaussFT, batch: np.ndarray, repeats: int, warmup: in
         state["features"] = dict(zip(model.feature_extractor.layers, model.feature_extractor(state["x"]), strict=True))
 
     def global_gaussians() -> None:
-        state["score"] = model.image_score([state["features"][name].mean(dim=(2, 3)) for name in model.layers])
+        state["pooled"] = [state["features"][name].mean(dim=(2, 3)) for name in model.layers]
+        state["global"] = model.level_distances(state["pooled"])
 
-    def local_gaussian() -> None:
+    def local_mixture() -> None:
         local = concatenate_local_features([state["features"][name] for name in model.map_layers])
-        state["local"] = model.local_gaussian.distance_map(local)
+        local = aggregate_local_features(local, model.local_aggregation)
+        state["local"] = model.local_mixture.distance_map(local)
 
     def upsample() -> None:
         state["map"] = torch.nn.functional.interpolate(
@@ -100,6 +103,9 @@ def eager_breakdown(module: GaussFT, batch: np.ndarray, repeats: int, warmup: in
         if model.anomaly_map_generator.blur is not None:
             state["map"] = model.anomaly_map_generator.blur(state["map"])
 
+    def image_score() -> None:
+        state["score"] = model.image_score(state["pooled"], state["map"])
+
     def post_process() -> None:
         from anomalib.data import InferenceBatch
 
@@ -109,9 +115,13 @@ def eager_breakdown(module: GaussFT, batch: np.ndarray, repeats: int, warmup: in
         ("pre-processing (resize, normalise)", pre),
         ("backbone trunk", backbone),
         (f"global Gaussians ({len(model.layers)} levels, pooled)", global_gaussians),
-        (f"local Gaussian ({model.local_gaussian.dim}-dim, every position)", local_gaussian),
+        (
+            f"local mixture ({model.local_mixture.components} x {model.local_mixture.dim}-dim, every position)",
+            local_mixture,
+        ),
         ("anomaly map upsampling", upsample),
         (f"anomaly map blur ({_blur_size(module)})", blur),
+        (f"image score ({model.image_score_mode})", image_score),
         ("post-processing (normalise, threshold)", post_process),
     ]
     timings: dict[str, list[float]] = {name: [] for name, _ in stages}

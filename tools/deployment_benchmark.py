@@ -196,9 +196,10 @@ def _gaussft_candidates(args: argparse.Namespace, root: Path, work_dir: Path) ->
     size, exports = args.image_size, work_dir / "exports"
     variants: list[tuple[str, str, Any, Any]] = [
         ("backbone", f"deepest features ({args.backbone})", rt.trunk_module(gaussft), ["features"]),
-        ("gaussft-score", "score, label", rt.score_only_module(gaussft), ["pred_score", "pred_label"]),
-        ("gaussft", _FULL, gaussft, None),
     ]
+    if gaussft.model.image_score_mode == "global":  # the combined image score needs the anomaly map's branch
+        variants.append(("gaussft-score", "score, label", rt.score_only_module(gaussft), ["pred_score", "pred_label"]))
+    variants.append(("gaussft", _FULL, gaussft, None))
     candidates, files = [], {}
     for name, outputs, module, output_names in variants:
         if "torch" in args.backends:

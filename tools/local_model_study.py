@@ -41,7 +41,7 @@ import torch.nn.functional as F  # noqa: N812
 from anomalib_gaussft.evaluation import rank_auroc
 from anomalib_gaussft.model.anomaly_map import AnomalyMapGenerator, concatenate_local_features
 from anomalib_gaussft.model.gaussian import MultivariateGaussian, StreamingGaussianEstimator, mahalanobis_distance
-from anomalib_gaussft.model.torch_model import GaussFTModel
+from anomalib_gaussft.model.torch_model import SINGLE_GAUSSIAN_SETTINGS, GaussFTModel
 
 __all__ = ["DEFAULT_CANDIDATES", "Features", "extract", "kmeans", "make_local_model", "run_category", "summarize"]
 
@@ -413,7 +413,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in args.candidates:
         make_local_model(name)  # fail early on a typo
     args.output.mkdir(parents=True, exist_ok=True)
-    model = GaussFTModel("tf_efficientnet_lite0", pretrained=True, map_layers=list(LEVELS["s8"])).eval()
+    model = GaussFTModel(  # GaussFT as it was when the study ran: global score, one shared local Gaussian
+        "tf_efficientnet_lite0", pretrained=True, map_layers=list(LEVELS["s8"]), **SINGLE_GAUSSIAN_SETTINGS
+    ).eval()
     path = args.output / "local_model_study.csv"
     rows: list[dict] = list(csv.DictReader(path.open())) if args.append and path.exists() else []
     for category in args.categories:

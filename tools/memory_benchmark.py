@@ -74,15 +74,16 @@ class SyntheticImages(Dataset):
 
 
 class _CountingLoader:
-    """Iterates a dataloader and counts the images it yields."""
+    """Iterates a dataloader and counts the images it yields in each pass."""
 
     def __init__(self, loader: DataLoader) -> None:
         self.loader = loader
-        self.count = 0
+        self.passes: list[int] = []
 
     def __iter__(self) -> Iterator[torch.Tensor]:
+        self.passes.append(0)
         for batch in self.loader:
-            self.count += batch.shape[0]
+            self.passes[-1] += batch.shape[0]
             yield batch
 
 
@@ -93,6 +94,7 @@ def measure_fit_memory(
     batch_size: int = 32,
     layers: Sequence[str] | None = None,
     map_layers: Sequence[str] | None = None,
+    max_local_vectors: int | None = None,
 ) -> dict[str, Any]:
     """Fit GaussFT's Gaussians on ``n_images`` synthetic images in this process and measure the memory it takes.
 
@@ -106,12 +108,15 @@ def measure_fit_memory(
         batch_size: Batch size of the fit.
         layers: GaussFT ``layers`` (``None``: every level).
         map_layers: GaussFT ``map_layers`` (``None``: the default).
+        max_local_vectors: Most local vectors the anomaly map's mixture keeps (``None``: GaussFT's default).
 
     Returns:
-        ``n_images``, ``n_samples`` (images the fit used), ``rss_before_mib``, ``peak_rss_mib``,
+        ``n_images``, ``n_samples`` (images the Gaussians were fitted on),
+        ``passes`` (passes over the images: two with the combined image score), ``rss_before_mib``, ``peak_rss_mib``,
         ``peak_increase_mib`` (peak during the fit minus the RSS before it), ``peak_since_reset`` (``False`` where
         the peak counter could not be reset: the peak is then the process's lifetime peak),
-        ``estimator_state_mib`` (float64 moment accumulators), ``store_all_features_mib`` (what keeping every
+        ``estimator_state_mib`` (float64 moment accumulators and the local sample, at most ``max_local_vectors``),
+        ``store_all_features_mib`` (what keeping every
         pooled and local feature vector in float32 would take), ``seconds`` and the settings.
     """
     from anomalib_gaussft.model.lightning_model import GaussFT
@@ -127,6 +132,8 @@ def measure_fit_memory(
         evaluator=False,
         visualizer=False,
     )
+    if max_local_vectors is not None:
+        model.model.max_local_vectors = max_local_vectors
     model.fit_gaussians(DataLoader(SyntheticImages(batch_size, image_size, seed=10**6), batch_size=batch_size))
 
     loader = _CountingLoader(DataLoader(SyntheticImages(n_images, image_size), batch_size=batch_size))
@@ -139,16 +146,19 @@ def measure_fit_memory(
     peak = peak_rss_mb()
 
     dims = [gaussian.dim for gaussian in model.model.gaussians]
-    local_dim = model.model.local_gaussian.dim
-    estimator_bytes = sum(8 * (p * p + 2 * p + 3) for p in [*dims, local_dim])  # shift, sums, sum_outer, scalars
+    local_dim = model.model.local_mixture.dim
     with torch.no_grad():
         model.model.eval()
         _, local = model.model.embed(torch.zeros(1, 3, image_size, image_size))
     positions = local.shape[-2] * local.shape[-1]
+    # float64 moments per global level (shift, sums, sum_outer, scalars) and the capped float32 local sample
+    local_sample = min(n_images * positions, model.model.max_local_vectors)
+    estimator_bytes = sum(8 * (p * p + 2 * p + 3) for p in dims) + 4 * local_sample * local_dim
     store_all_bytes = 4 * n_images * (sum(dims) + positions * local_dim)
     return {
         "n_images": n_images,
-        "n_samples": loader.count,
+        "n_samples": loader.passes[0],
+        "passes": len(loader.passes),
         "backbone": backbone,
         "image_size": image_size,
         "batch_size": batch_size,

@@ -3,12 +3,13 @@
 
 """Anomaly maps for segmentation: a Gaussian over local feature vectors, applied at every position.
 
-The fine-tuned network's mid-level feature maps are resized to the finest of them and concatenated; one Gaussian is
-fitted to all their local feature vectors (every position of every training image). At inference the Mahalanobis
-distance of each local vector to it is the local anomaly score; the map is upsampled to the input size and smoothed
-with a Gaussian kernel (sigma 4 px, as in PaDiM; two 1-D passes). Unlike PaDiM's one Gaussian per
-position, a single shared Gaussian needs no spatial alignment between images and its memory does not grow with
-the input size (see ``docs/method.md``).
+The fine-tuned network's mid-level feature maps are resized to the finest of them, concatenated and averaged over
+3 x 3 neighbourhoods; a mixture of Gaussians is fitted to their local feature vectors (every position of every
+training image; :mod:`~anomalib_gaussft.model.local_mixture`). At inference the Mahalanobis distance of each local
+vector to the nearest component is the local anomaly score; the map is upsampled to the input size and smoothed
+with a Gaussian kernel (sigma 4 px, as in PaDiM; two 1-D passes). Unlike PaDiM's one Gaussian per position, the
+mixture needs no spatial alignment between images and its memory does not grow with the input size
+(see ``docs/method.md``).
 
 Example:
     >>> import torch
@@ -25,7 +26,13 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-__all__ = ["AnomalyMapGenerator", "SeparableGaussianBlur", "concatenate_local_features"]
+__all__ = [
+    "AnomalyMapGenerator",
+    "SeparableGaussianBlur",
+    "aggregate_local_features",
+    "concatenate_local_features",
+    "top_fraction_mean",
+]
 
 
 def concatenate_local_features(features: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -40,6 +47,45 @@ def concatenate_local_features(features: Sequence[torch.Tensor]) -> torch.Tensor
     size = features[0].shape[-2:]
     resized = [features[0]] + [F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in features[1:]]
     return torch.cat(resized, dim=1)
+
+
+def aggregate_local_features(features: torch.Tensor, size: int) -> torch.Tensor:
+    """Average every local feature vector over its ``size x size`` neighbourhood (PatchCore's aggregation).
+
+    Stride 1, the output keeps the input's size; at the borders only the positions inside the map are averaged.
+
+    Args:
+        features: ``(N, C, H, W)`` feature maps.
+        size: Odd neighbourhood size; ``1`` returns ``features`` unchanged.
+
+    Returns:
+        The averaged features, ``(N, C, H, W)``.
+
+    Example:
+        >>> features = torch.zeros(1, 1, 3, 3)
+        >>> features[0, 0, 1, 1] = 9.0
+        >>> aggregate_local_features(features, 3)[0, 0]
+        tensor([[2.2500, 1.5000, 2.2500],
+                [1.5000, 1.0000, 1.5000],
+                [2.2500, 1.5000, 2.2500]])
+    """
+    if size == 1:
+        return features
+    return F.avg_pool2d(features, size, stride=1, padding=size // 2, count_include_pad=False)
+
+
+def top_fraction_mean(maps: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Mean of the largest ``fraction`` of each map's values (at least one value), shape ``(N,)``.
+
+    A robust local image score: the maximum rests on one pixel, the top 1 % on a small region.
+
+    Example:
+        >>> top_fraction_mean(torch.arange(200.0).reshape(2, 1, 10, 10), 0.02)
+        tensor([ 98.5000, 198.5000])
+    """
+    flat = maps.flatten(1)
+    count = max(1, round(fraction * flat.shape[1]))
+    return flat.topk(count, dim=1).values.mean(dim=1)
 
 
 class SeparableGaussianBlur(nn.Module):

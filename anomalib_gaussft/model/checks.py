@@ -12,7 +12,7 @@ with messages that name no file. :class:`~anomalib_gaussft.model.GaussFT` calls 
   whose tensors do not fit the model, before anything is built from it.
 
 Example:
-    >>> gaussft = {"state_dict": {"model.local_gaussian.mean": torch.zeros(3)}}
+    >>> gaussft = {"state_dict": {"model.local_mixture.mean": torch.zeros(3)}}
     >>> check_checkpoint(gaussft, "Checkpoint gaussft.ckpt")  # it holds GaussFT's Gaussians: no error
     >>> patchcore = {"state_dict": {"model.memory_bank": torch.zeros(3)}}
     >>> check_checkpoint(patchcore, "Checkpoint patchcore.ckpt")  # doctest: +ELLIPSIS
@@ -166,10 +166,10 @@ def check_checkpoint(checkpoint: Any, source: str, model: GaussFT | None = None)
         ValueError: The checkpoint does not fit this GaussFT model (2 tensors differ in shape, e.g. ...
     """
     state = (checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None) or {}
-    if not any(key.startswith("model.local_gaussian.") for key in state):
+    if not any(key.startswith("model.local_mixture.") for key in state):
         keys = ", ".join([key for key in state if key.startswith("model.")][:3] or list(state)[:3]) or "nothing"
         msg = (
-            f"{source} is not a GaussFT checkpoint: it has no GaussFT Gaussians (`model.local_gaussian.*`); its model "
+            f"{source} is not a GaussFT checkpoint: it has no GaussFT Gaussians (`model.local_mixture.*`); its model "
             f"holds {keys}, .... Load it with the model class that saved it."
         )
         raise ValueError(msg)

@@ -3,8 +3,9 @@
 
 """One pass over the normal training images into the estimators of every Gaussian of a :class:`GaussFTModel`.
 
-:meth:`GaussFT.fit_gaussians <anomalib_gaussft.model.GaussFT.fit_gaussians>` runs :func:`accumulate_training_set`
-on every rank, sums the estimators over the ranks and loads the fits. The pass
+:meth:`GaussFT.fit_gaussians <anomalib_gaussft.model.GaussFT.fit_gaussians>` runs :func:`fit_training_set` on every
+rank: :func:`accumulate_training_set` collects the statistics, which are combined over the ranks and fitted; for the
+combined image score :func:`training_score_terms` then scores the training images once more. Each pass
 
 * runs the model in eval mode without gradients and restores its mode afterwards, also when it fails;
 * counts each image once under DDP: Lightning's ``DistributedSampler`` repeats images to give every rank as many,
@@ -22,7 +23,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -30,9 +32,10 @@ from anomalib.data import Batch
 from torch.utils.data import DistributedSampler
 
 from anomalib_gaussft.model.checks import image_file_problems, image_paths
+from anomalib_gaussft.model.local_mixture import gather_rows
 from anomalib_gaussft.model.torch_model import GaussFTModel, GaussianEstimators
 
-__all__ = ["accumulate_training_set", "unpadded_length"]
+__all__ = ["accumulate_training_set", "fit_training_set", "training_score_terms", "unpadded_length"]
 
 
 def unpadded_length(dataloader: Any) -> int | None:
@@ -66,6 +69,42 @@ def unpadded_length(dataloader: Any) -> int | None:
     return len(range(sampler.rank, len(sampler.dataset), sampler.num_replicas))
 
 
+def _training_batches(
+    dataloader: Iterable[Any],
+    transform: Callable[[torch.Tensor], torch.Tensor] | None,
+    device: torch.device | str,
+) -> Iterator[torch.Tensor]:
+    """This rank's pre-processed training images, batch by batch, without the sampler's repeats.
+
+    Raises:
+        OSError: If an image file fails to decode (the files named, when the dataloader's dataset names them).
+    """
+    remaining = unpadded_length(dataloader)
+    try:
+        for batch in dataloader:
+            images = (batch.image if isinstance(batch, Batch) else batch).to(device)
+            if remaining is not None:  # drop the sampler's repeats, the last images of this rank
+                images, remaining = images[:remaining], max(remaining - images.shape[0], 0)
+            if images.shape[0] > 0:
+                yield transform(images) if transform is not None else images
+    except (OSError, SyntaxError) as error:  # PIL's errors for truncated or corrupt files name no file
+        if not (problems := image_file_problems(image_paths(dataloader), decode=True)):
+            raise
+        msg = f"Cannot read {len(problems)} training image(s): {'; '.join(problems[:5])}."
+        raise OSError(msg) from error
+
+
+@contextmanager
+def _evaluating(model: GaussFTModel) -> Iterator[None]:
+    """Eval mode inside, the model's mode restored afterwards (also on errors)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
 def accumulate_training_set(
     model: GaussFTModel,
@@ -82,28 +121,81 @@ def accumulate_training_set(
         device: Device the images and the estimators go to.
 
     Returns:
-        The estimators of this rank, not yet summed over ranks nor fitted.
+        The estimators of this rank, not yet combined over ranks nor fitted.
 
     Raises:
         OSError: If an image file fails to decode (the files named, when the dataloader's dataset names them).
     """
     estimators = model.new_estimators(device)
-    remaining = unpadded_length(dataloader)
-    was_training = model.training
-    model.eval()
-    try:
-        for batch in dataloader:
-            images = (batch.image if isinstance(batch, Batch) else batch).to(device)
-            if remaining is not None:  # drop the sampler's repeats, the last images of this rank
-                images, remaining = images[:remaining], max(remaining - images.shape[0], 0)
-            if images.shape[0] == 0:
-                continue
-            model.accumulate(transform(images) if transform is not None else images, estimators)
-    except (OSError, SyntaxError) as error:  # PIL's errors for truncated or corrupt files name no file
-        if not (problems := image_file_problems(image_paths(dataloader), decode=True)):
-            raise
-        msg = f"Cannot read {len(problems)} training image(s): {'; '.join(problems[:5])}."
-        raise OSError(msg) from error
-    finally:
-        model.train(was_training)
+    with _evaluating(model):
+        for images in _training_batches(dataloader, transform, device):
+            model.accumulate(images, estimators)
     return estimators
+
+
+@torch.no_grad()
+def training_score_terms(
+    model: GaussFTModel,
+    dataloader: Iterable[Any],
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """The combined image score's two terms (:meth:`GaussFTModel.score_terms`) of this rank's training images.
+
+    Args:
+        model: A fitted torch model; its training mode is restored afterwards.
+        dataloader: Batches of normal images, as for :func:`accumulate_training_set`.
+        transform: Pre-processing applied to every batch.
+        device: Device the images go to.
+
+    Returns:
+        ``(n_images, 2)`` terms.
+    """
+    terms = []
+    with _evaluating(model):
+        for images in _training_batches(dataloader, transform, device):
+            pooled, local = model.embed(images)
+            terms.append(model.score_terms(pooled, model.anomaly_map(local, images.shape[-2:])))
+    return torch.cat(terms) if terms else torch.zeros(0, 2, device=device)
+
+
+def fit_training_set(
+    model: GaussFTModel,
+    dataloader: Iterable[Any],
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    device: torch.device | str = "cpu",
+    reduce_sum: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    all_gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> int:
+    """Fit every Gaussian of ``model`` (and the combined score's scales) on the training images of every rank.
+
+    One pass accumulates the estimators; under DDP (``reduce_sum`` and ``all_gather`` given) the global moments are
+    summed and the local samples gathered, so every rank fits the same model. With ``image_score="combined"`` a
+    second pass scores the training images and sets the two terms' scales to their medians (over all ranks).
+
+    Args:
+        model: The torch model.
+        dataloader: This rank's batches of normal images.
+        transform: Pre-processing applied to every batch.
+        device: Device of the images and the estimators.
+        reduce_sum: Sum of a tensor over all processes, e.g. ``lambda t: strategy.reduce(t, reduce_op="sum")``.
+        all_gather: A tensor of every process stacked, e.g. ``strategy.all_gather``.
+
+    Returns:
+        The number of training images the Gaussians were fitted on (over all ranks).
+
+    Raises:
+        ValueError: If there are no training images.
+    """
+    estimators = accumulate_training_set(model, dataloader, transform, device)
+    distributed = reduce_sum is not None and all_gather is not None
+    if distributed:
+        estimators.all_reduce(reduce_sum, all_gather)
+    if estimators.n_images == 0:
+        msg = "The training set is empty: GaussFT cannot fit a Gaussian without normal training images."
+        raise ValueError(msg)
+    model.load_fits(estimators)
+    if model.image_score_mode == "combined":
+        terms = training_score_terms(model, dataloader, transform, device)
+        model.load_score_scales(gather_rows(terms, all_gather) if distributed else terms)
+    return estimators.n_images

@@ -52,7 +52,7 @@ from torchvision.transforms.v2 import Compose, Normalize, Resize
 
 from anomalib_gaussft.model.checks import check_checkpoint, check_training_images, image_paths, read_checkpoint
 from anomalib_gaussft.model.export import ExportMixin
-from anomalib_gaussft.model.fitting import accumulate_training_set
+from anomalib_gaussft.model.fitting import fit_training_set
 from anomalib_gaussft.model.loss import MahalanobisLoss
 from anomalib_gaussft.model.optimization import FineTuningMixin
 from anomalib_gaussft.model.post_processing import GaussFTPostProcessor
@@ -90,9 +90,13 @@ class GaussFT(FineTuningMixin, ExportMixin, AnomalibModule):
             whatever its gradient, which raised the loss of the next batch 4-7x at lr 1e-4; 12 steps keep it within
             1.1x (``docs/method.md``, "How the loss behaves").
         freeze_batchnorm: Keep BatchNorm running statistics fixed while fine-tuning.
-        image_score: ``"global"`` (the paper: sum of per-level Mahalanobis distances of pooled features) or
-            ``"combined"`` (adds the anomaly map's maximum; see :class:`GaussFTModel`).
+        image_score: ``"combined"`` (default: the global score plus the anomaly map's top-1 % mean, each divided by
+            its median over the training images) or ``"global"`` (the paper: the sum of per-level Mahalanobis
+            distances of pooled features); see :class:`GaussFTModel`.
         sigma: Smoothing of the anomaly map in input pixels.
+        local_components: Gaussians in the anomaly map's mixture (``1``: one Gaussian shared by every position, as in
+            the paper's segmentation).
+        local_aggregation: Average the local features over this neighbourhood size first (``1``: none).
         forgetting_detection: Add the :class:`~anomalib_gaussft.forgetting.ForgettingDetection` callback with its
             defaults (``True``), not at all (``False``), or pass a configured instance.
         target_fpr: Set the image threshold from the normal validation images alone, so that the false-positive rate on
@@ -129,8 +133,10 @@ class GaussFT(FineTuningMixin, ExportMixin, AnomalibModule):
         weight_decay: float = 0.0,
         warmup_steps: int = 12,
         freeze_batchnorm: bool = True,
-        image_score: str = "global",
+        image_score: str = "combined",
         sigma: float = 4.0,
+        local_components: int = 16,
+        local_aggregation: int = 3,
         forgetting_detection: bool | Callback = True,
         target_fpr: float | None = None,
         pretrained_epoch: bool = True,
@@ -147,6 +153,8 @@ class GaussFT(FineTuningMixin, ExportMixin, AnomalibModule):
             "freeze_batchnorm": freeze_batchnorm,
             "image_score": image_score,
             "sigma": sigma,
+            "local_components": local_components,
+            "local_aggregation": local_aggregation,
         }
         model = GaussFTModel.with_fallback(backbone, fallback_backbone, **model_kwargs)
         backbone = model.feature_extractor.backbone
@@ -217,11 +225,12 @@ class GaussFT(FineTuningMixin, ExportMixin, AnomalibModule):
 
     # ------------------------------------------------------------------ fitting the Gaussians
     def fit_gaussians(self, dataloader: Any = None) -> None:
-        """Estimate every Gaussian from the current network on the training set (one no-grad pass).
+        """Estimate every Gaussian from the current network on the training set (no-grad passes).
 
         The images go through the pre-processor's transform (Lightning's hooks are not called for this loop), in
-        :func:`~anomalib_gaussft.model.fitting.accumulate_training_set`. Under DDP the statistics are summed over all
-        ranks, so every rank holds the same Gaussian, and the images that the ``DistributedSampler`` repeats to even
+        :func:`~anomalib_gaussft.model.fitting.fit_training_set` (one pass to fit the Gaussians, a second one for the
+        combined image score's scales). Under DDP the statistics are combined over all
+        ranks, so every rank holds the same Gaussians, and the images that the ``DistributedSampler`` repeats to even
         out the ranks are counted once.
 
         Args:
@@ -241,16 +250,16 @@ class GaussFT(FineTuningMixin, ExportMixin, AnomalibModule):
             check_training_images(paths)
             self._checked_image_paths = paths
         transform = getattr(self.pre_processor, "transform", None)
-        estimators = accumulate_training_set(self.model, dataloader, transform, self.device)
         trainer = self._trainer
+        distributed = {}
         if trainer is not None and trainer.world_size > 1:
-            estimators.all_reduce(lambda tensor: trainer.strategy.reduce(tensor, reduce_op="sum"))
-        if estimators.n_images == 0:
-            msg = "The training set is empty: GaussFT cannot fit a Gaussian without normal training images."
-            raise ValueError(msg)
-        self.model.load_fits(estimators)
+            distributed = {
+                "reduce_sum": lambda tensor: trainer.strategy.reduce(tensor, reduce_op="sum"),
+                "all_gather": trainer.strategy.all_gather,
+            }
+        n_images = fit_training_set(self.model, dataloader, transform, self.device, **distributed)
         self._fitted_at_step = self.global_step if trainer is not None else None
-        logger.debug("Fitted GaussFT Gaussians on %d training images.", estimators.n_images)
+        logger.debug("Fitted GaussFT Gaussians on %d training images.", n_images)
 
     def _refit_if_stale(self) -> None:
         if not self.model.is_fitted or self._fitted_at_step != self.global_step:

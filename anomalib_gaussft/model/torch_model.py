@@ -8,13 +8,18 @@ Data flows one way:
 1. :class:`~anomalib_gaussft.model.feature_extractor.FeatureExtractor` returns the feature maps of the requested levels.
 2. Global path: every level in ``layers`` is global-average-pooled; one :class:`MultivariateGaussian` per level;
    the image score is the sum of the per-level Mahalanobis distances (Rippel et al. 2020, 2021).
-3. Local path: the ``map_layers`` feature maps are concatenated at the finest resolution; one shared Gaussian over
-   local feature vectors gives a distance at every position; upsampled and smoothed into the anomaly map.
+3. Local path: the ``map_layers`` feature maps are concatenated at the finest resolution and averaged over 3 x 3
+   neighbourhoods; a mixture of Gaussians over these local feature vectors
+   (:class:`~anomalib_gaussft.model.local_mixture.LocalGaussianMixture`) gives the distance to the nearest component at
+   every position; upsampled and smoothed into the anomaly map.
+4. Image score (``image_score="combined"``, the default): the global score plus the mean of the anomaly map's top
+   1 %, each divided by its median over the training images; ``"global"`` is the paper's global score alone.
 
 In training mode ``forward`` returns the pooled features (the loss needs them, with gradients); in eval mode it
 returns an :class:`~anomalib.data.InferenceBatch` with ``pred_score`` and ``anomaly_map``. The Gaussians are fitted
 by the Lightning module through :meth:`GaussFTModel.new_estimators` (a :class:`GaussianEstimators`: one estimator
-per global level and one for the local Gaussian), :meth:`GaussFTModel.accumulate` and :meth:`GaussFTModel.load_fits`.
+per global level and a sample of local vectors for the mixture), :meth:`GaussFTModel.accumulate` and
+:meth:`GaussFTModel.load_fits`; the combined image score's medians by :meth:`GaussFTModel.load_score_scales`.
 
 Example:
     >>> import torch
@@ -28,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,14 +41,32 @@ import torch
 from anomalib.data import InferenceBatch
 from torch import nn
 
-from anomalib_gaussft.model.anomaly_map import AnomalyMapGenerator, concatenate_local_features
+from anomalib_gaussft.model.anomaly_map import (
+    AnomalyMapGenerator,
+    aggregate_local_features,
+    concatenate_local_features,
+    top_fraction_mean,
+)
 from anomalib_gaussft.model.feature_extractor import FeatureExtractor, backbone_levels
 from anomalib_gaussft.model.gaussian import MultivariateGaussian, StreamingGaussianEstimator
+from anomalib_gaussft.model.local_mixture import LocalGaussianMixture, LocalVectorSample
 from anomalib_gaussft.weights import PretrainedWeightsNotFoundError
 
-__all__ = ["IMAGE_SCORES", "GaussFTModel", "GaussianEstimators", "default_map_layers"]
+__all__ = [
+    "IMAGE_SCORES",
+    "SINGLE_GAUSSIAN_SETTINGS",
+    "TOP_FRACTION",
+    "GaussFTModel",
+    "GaussianEstimators",
+    "default_map_layers",
+]
 
-IMAGE_SCORES = ("global", "combined")
+IMAGE_SCORES = ("combined", "global")
+#: GaussFT without the local mixture: the paper's global image score and one Gaussian shared by every position of
+#: the anomaly map, on unaggregated local features (the model before ``docs/local_model_study.md``).
+SINGLE_GAUSSIAN_SETTINGS = {"image_score": "global", "local_components": 1, "local_aggregation": 1}
+#: The fraction of the anomaly map's pixels whose mean is the local term of the combined image score.
+TOP_FRACTION = 0.01
 
 logger = logging.getLogger(__name__)
 
@@ -61,34 +84,27 @@ def default_map_layers(levels: Sequence[str]) -> list[str]:
 
 @dataclass
 class GaussianEstimators:
-    """The streaming estimators of every Gaussian of a :class:`GaussFTModel`, by name.
+    """The estimators of every Gaussian of a :class:`GaussFTModel`, by name.
 
     Attributes:
-        levels: One estimator per global level, in the model's ``layers`` order; each receives one pooled feature
-            vector per image.
-        local: The estimator of the local Gaussian of the anomaly map; it receives every local feature vector (every
-            position of every image).
+        levels: One streaming estimator per global level, in the model's ``layers`` order; each receives one pooled
+            feature vector per image.
+        local: The sample of local feature vectors (every position of every image, up to its limit) that the
+            anomaly map's mixture is fitted on.
 
     Example:
-        >>> estimators = GaussianEstimators(levels=[StreamingGaussianEstimator(4)], local=StreamingGaussianEstimator(2))
+        >>> estimators = GaussianEstimators(levels=[StreamingGaussianEstimator(4)], local=LocalVectorSample(2))
         >>> estimators.update([torch.randn(3, 4)], local=torch.randn(3, 2, 5, 5))
         >>> estimators.n_images, estimators.local.n_samples
         (3, 75)
-        >>> len(list(estimators))  # every estimator, global levels first
-        2
     """
 
     levels: list[StreamingGaussianEstimator]
-    local: StreamingGaussianEstimator
-
-    def __iter__(self) -> Iterator[StreamingGaussianEstimator]:
-        """Every estimator: the global levels in order, then the local one."""
-        yield from self.levels
-        yield self.local
+    local: LocalVectorSample
 
     @property
     def n_images(self) -> int:
-        """Number of images accumulated (counted by the first global level; the local estimator counts positions)."""
+        """Number of images accumulated (counted by the first global level; the local sample counts positions)."""
         return self.levels[0].n_samples if self.levels else 0
 
     def update(self, pooled: Sequence[torch.Tensor], local: torch.Tensor) -> None:
@@ -104,10 +120,20 @@ class GaussianEstimators:
             estimator.update(features)
         self.local.update(local.permute(0, 2, 3, 1).reshape(-1, local.shape[1]))
 
-    def all_reduce(self, reduce_sum: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        """Sum every estimator's statistics across processes (see :meth:`StreamingGaussianEstimator.all_reduce`)."""
-        for estimator in self:
+    def all_reduce(
+        self,
+        reduce_sum: Callable[[torch.Tensor], torch.Tensor],
+        all_gather: Callable[[torch.Tensor], torch.Tensor],
+    ) -> None:
+        """Combine the statistics of every process: sum the global moments, gather the local samples.
+
+        Args:
+            reduce_sum: See :meth:`StreamingGaussianEstimator.all_reduce`.
+            all_gather: See :meth:`LocalVectorSample.all_gather`.
+        """
+        for estimator in self.levels:
             estimator.all_reduce(reduce_sum)
+        self.local.all_gather(all_gather)
 
 
 class GaussFTModel(nn.Module):
@@ -122,10 +148,16 @@ class GaussFTModel(nn.Module):
         weights_path: Local weights file for the backbone.
         freeze_batchnorm: Keep BatchNorm layers in eval mode (running statistics fixed) while training. Batches of
             normal images only would otherwise shift the statistics the pretrained features depend on.
-        image_score: ``"global"``: sum of the per-level Mahalanobis distances of the pooled features (the paper).
-            ``"combined"``: the mean of the per-level distances divided by ``sqrt(p_l)`` plus the maximum of the
-            local distance map divided by ``sqrt(p_local)``; adds local evidence for small defects.
+        image_score: ``"combined"``: the global score divided by its median over the training images plus the mean of
+            the anomaly map's top 1 % (:data:`TOP_FRACTION`) divided by its median: local evidence for small
+            defects (``docs/local_model_study.md``). ``"global"``: the sum of the per-level Mahalanobis distances of
+            the pooled features alone (the paper).
         sigma: Standard deviation of the anomaly map's Gaussian smoothing, in input pixels.
+        local_components: Number of Gaussians of the anomaly map's mixture (k-means clusters of the training's local
+            vectors); ``1``: one Gaussian shared by every position.
+        local_aggregation: Average the local feature vectors over ``local_aggregation x local_aggregation``
+            neighbourhoods before the mixture sees them (``1``: none).
+        max_local_vectors: Most local training vectors the mixture is fitted on (a uniform sample beyond that).
     """
 
     def __init__(
@@ -136,14 +168,22 @@ class GaussFTModel(nn.Module):
         pretrained: bool = True,
         weights_path: str | None = None,
         freeze_batchnorm: bool = True,
-        image_score: str = "global",
+        image_score: str = "combined",
         sigma: float = 4.0,
+        local_components: int = 16,
+        local_aggregation: int = 3,
+        max_local_vectors: int = 100_000,
     ) -> None:
         super().__init__()
         if image_score not in IMAGE_SCORES:
             msg = f"Unknown image_score {image_score!r} (setting `image_score`); choose one of {IMAGE_SCORES}."
             raise ValueError(msg)
+        if local_aggregation < 1 or local_aggregation % 2 == 0:
+            msg = f"local_aggregation must be an odd size >= 1, got {local_aggregation} (setting `local_aggregation`)."
+            raise ValueError(msg)
         self.freeze_batchnorm = freeze_batchnorm
+        self.local_aggregation = local_aggregation
+        self.max_local_vectors = max_local_vectors
         self.image_score_mode = image_score
         # Resolve the level lists before building the extractor so that it returns exactly their union.
         levels = backbone_levels(backbone)
@@ -161,8 +201,13 @@ class GaussFTModel(nn.Module):
             self.map_layers, key=lambda name: (strides[name], self.feature_extractor.layers.index(name))
         )
         self.gaussians = nn.ModuleList(MultivariateGaussian(channels[name]) for name in self.layers)
-        self.local_gaussian = MultivariateGaussian(sum(channels[name] for name in self.map_layers))
+        self.local_mixture = LocalGaussianMixture(sum(channels[name] for name in self.map_layers), local_components)
         self.anomaly_map_generator = AnomalyMapGenerator(sigma=sigma)
+        # Medians of the global score and of the map's top-1 % mean over the training images ("combined" score).
+        self.register_buffer("score_scales", torch.ones(2))
+        self.register_buffer("score_scales_fitted", torch.zeros((), dtype=torch.bool))
+        self.score_scales: torch.Tensor
+        self.score_scales_fitted: torch.Tensor
 
     @classmethod
     def with_fallback(cls, backbone: str, fallback_backbone: str | None, **kwargs: Any) -> GaussFTModel:
@@ -196,8 +241,9 @@ class GaussFTModel(nn.Module):
 
     @property
     def is_fitted(self) -> bool:
-        """Whether every Gaussian has been fitted (or loaded from a checkpoint)."""
-        return bool(self.local_gaussian.fitted) and all(bool(g.fitted) for g in self.gaussians)
+        """Whether every Gaussian (and, for the combined score, its scales) has been fitted or loaded."""
+        scales = self.image_score_mode != "combined" or bool(self.score_scales_fitted)
+        return scales and bool(self.local_mixture.fitted) and all(bool(g.fitted) for g in self.gaussians)
 
     def train(self, mode: bool = True) -> GaussFTModel:
         """Set training mode; with ``freeze_batchnorm`` the BatchNorm layers stay in eval mode."""
@@ -218,41 +264,71 @@ class GaussFTModel(nn.Module):
         """
         features = dict(zip(self.feature_extractor.layers, self.feature_extractor(images), strict=True))
         pooled = [features[name].mean(dim=(2, 3)) for name in self.layers]
-        local = concatenate_local_features([features[name] for name in self.map_layers]) if with_local else None
-        return pooled, local
+        if not with_local:
+            return pooled, None
+        local = concatenate_local_features([features[name] for name in self.map_layers])
+        return pooled, aggregate_local_features(local, self.local_aggregation)
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor] | InferenceBatch:
         """Pooled features (training mode) or ``InferenceBatch(pred_score, anomaly_map)`` (eval mode)."""
         pooled, local = self.embed(images)
         if self.training:
             return pooled
-        local_scores = self.local_gaussian.distance_map(local)
-        anomaly_map = self.anomaly_map_generator(local_scores, images.shape[-2:])
-        return InferenceBatch(pred_score=self.image_score(pooled, local_scores), anomaly_map=anomaly_map)
+        anomaly_map = self.anomaly_map(local, images.shape[-2:])
+        return InferenceBatch(pred_score=self.image_score(pooled, anomaly_map), anomaly_map=anomaly_map)
+
+    def anomaly_map(self, local: torch.Tensor, image_size: tuple[int, int] | torch.Size) -> torch.Tensor:
+        """The anomaly map ``(N, 1, H, W)`` at ``image_size`` from the local feature map of :meth:`embed`."""
+        return self.anomaly_map_generator(self.local_mixture.distance_map(local), image_size)
 
     def level_distances(self, pooled: Sequence[torch.Tensor]) -> torch.Tensor:
         """Mahalanobis distance of each global level's pooled features to its Gaussian, shape ``(N, L)``."""
         return torch.stack([gaussian(p) for gaussian, p in zip(self.gaussians, pooled, strict=True)], dim=1)
 
-    def image_score(self, pooled: Sequence[torch.Tensor], local_scores: torch.Tensor | None = None) -> torch.Tensor:
-        """Image score ``(N,)`` from the pooled features (and, for ``"combined"``, the local distance map).
+    def score_terms(self, pooled: Sequence[torch.Tensor], anomaly_map: torch.Tensor) -> torch.Tensor:
+        """The two terms of the combined image score, unscaled, shape ``(N, 2)``.
+
+        Column 0: the global score (sum of the per-level distances); column 1: the mean of the anomaly map's top
+        :data:`TOP_FRACTION` of pixels.
+        """
+        global_score = self.level_distances(pooled).sum(dim=1)
+        return torch.stack([global_score, top_fraction_mean(anomaly_map, TOP_FRACTION)], dim=1)
+
+    def image_score(self, pooled: Sequence[torch.Tensor], anomaly_map: torch.Tensor | None = None) -> torch.Tensor:
+        """Image score ``(N,)`` from the pooled features (and, for ``"combined"``, the anomaly map).
 
         Args:
             pooled: Pooled features per global level, as returned by :meth:`embed`.
-            local_scores: Local distance map ``(N, 1, h, w)``; needed only for ``image_score="combined"``.
+            anomaly_map: The anomaly map ``(N, 1, H, W)``; needed only for ``image_score="combined"``.
 
         Returns:
             The raw (unnormalised) image scores.
         """
-        distances = self.level_distances(pooled)
         if self.image_score_mode == "global":
-            return distances.sum(dim=1)
-        if local_scores is None:
-            msg = "image_score='combined' needs the local distance map (`local_scores`)."
+            return self.level_distances(pooled).sum(dim=1)
+        if anomaly_map is None:
+            msg = "image_score='combined' needs the anomaly map (`anomaly_map`)."
             raise ValueError(msg)
-        dims = torch.tensor([g.dim for g in self.gaussians], dtype=distances.dtype, device=distances.device)
-        local_max = local_scores.flatten(1).amax(dim=1) / self.local_gaussian.dim**0.5
-        return (distances / dims.sqrt()).mean(dim=1) + local_max
+        return (self.score_terms(pooled, anomaly_map) / self.score_scales).sum(dim=1)
+
+    def load_score_scales(self, terms: torch.Tensor) -> None:
+        """Set the combined score's scales to the medians of :meth:`score_terms` over normal training images.
+
+        Args:
+            terms: ``(n_images, 2)`` score terms; NaN rows are ignored.
+
+        Example:
+            >>> model = GaussFTModel("resnet18", layers=["layer1"], map_layers=["layer1"], pretrained=False)
+            >>> model.load_score_scales(torch.tensor([[1.0, 10.0], [3.0, 30.0], [2.0, 20.0]]))
+            >>> model.score_scales.tolist()
+            [2.0, 20.0]
+        """
+        medians = terms.nanmedian(dim=0).values
+        if not torch.isfinite(medians).all():
+            msg = "No training image scores to set the combined image score's scales from."
+            raise ValueError(msg)
+        self.score_scales.copy_(medians.clamp_min(torch.finfo(torch.float32).tiny))
+        self.score_scales_fitted.fill_(True)
 
     def new_estimators(self, device: torch.device | str) -> GaussianEstimators:
         """Empty estimators for every Gaussian: one per global level (``layers`` order) and the local one.
@@ -265,7 +341,7 @@ class GaussFTModel(nn.Module):
         """
         return GaussianEstimators(
             levels=[StreamingGaussianEstimator(gaussian.dim, device=device) for gaussian in self.gaussians],
-            local=StreamingGaussianEstimator(self.local_gaussian.dim, device=device),
+            local=LocalVectorSample(self.local_mixture.dim, max_vectors=self.max_local_vectors),
         )
 
     @torch.no_grad()
@@ -274,14 +350,14 @@ class GaussFTModel(nn.Module):
         estimators.update(*self.embed(images))
 
     def load_fits(self, estimators: GaussianEstimators) -> None:
-        """Fit every estimator and store the Gaussians in the buffers.
+        """Fit every estimator and store the Gaussians in the buffers (the combined score's scales come separately).
 
         Example:
             >>> model = GaussFTModel("resnet18", layers=["layer1"], map_layers=["layer1"], pretrained=False).eval()
             >>> estimators = model.new_estimators("cpu")
             >>> model.accumulate(torch.rand(4, 3, 32, 32), estimators)
             >>> model.load_fits(estimators)
-            >>> model.is_fitted, estimators.n_images
+            >>> bool(model.local_mixture.fitted), estimators.n_images
             (True, 4)
         """
         if len(estimators.levels) != len(self.gaussians):
@@ -289,4 +365,4 @@ class GaussFTModel(nn.Module):
             raise ValueError(msg)
         for gaussian, estimator in zip(self.gaussians, estimators.levels, strict=True):
             gaussian.load_fit(estimator.fit())
-        self.local_gaussian.load_fit(estimators.local.fit())
+        self.local_mixture.load_fits(estimators.local.fit(self.local_mixture.components))

@@ -1,0 +1,217 @@
+# Copyright (C) 2026 anomalib-gaussft developers
+# SPDX-License-Identifier: Apache-2.0
+
+"""The anomaly map's Gaussian mixture, its fit, the combined image score, and their equality under DDP."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import pytest
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from anomalib_gaussft.model.anomaly_map import AnomalyMapGenerator
+from anomalib_gaussft.model.fitting import fit_training_set
+from anomalib_gaussft.model.gaussian import MultivariateGaussian, StreamingGaussianEstimator
+from anomalib_gaussft.model.local_mixture import LocalGaussianMixture, LocalVectorSample, kmeans
+from anomalib_gaussft.model.torch_model import GaussFTModel
+
+
+def _two_modes(n: int = 300, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    offsets = torch.tensor([[-6.0, 0.0], [6.0, 0.0]]).repeat_interleave(n // 2, dim=0)
+    return offsets + torch.randn(n, 2, generator=generator)
+
+
+def test_kmeans_depends_on_the_set_of_vectors_not_their_order() -> None:
+    vectors = torch.randn(500, 8, generator=torch.Generator().manual_seed(1))
+    permutation = torch.randperm(500, generator=torch.Generator().manual_seed(2))
+    centroids, labels = kmeans(vectors, k=5)
+    centroids_permuted, labels_permuted = kmeans(vectors[permutation], k=5)
+    torch.testing.assert_close(centroids_permuted, centroids, rtol=0, atol=0)
+    torch.testing.assert_close(labels_permuted, labels[permutation], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="k=501"):
+        kmeans(vectors, k=501)
+
+
+def test_mixture_scores_the_distance_to_the_nearest_component() -> None:
+    sample = LocalVectorSample(dim=2)
+    sample.update(_two_modes())
+    fits = sample.fit(components=2)
+    mixture = LocalGaussianMixture(dim=2, components=2)
+    mixture.load_fits(fits)
+    queries = torch.randn(50, 2, generator=torch.Generator().manual_seed(3)) * 8
+    expected = torch.stack(
+        [
+            ((queries.double() - fit.mean) @ torch.linalg.inv(fit.covariance) * (queries.double() - fit.mean))
+            .sum(dim=1)
+            .sqrt()
+            for fit in fits
+        ]
+    ).amin(dim=0)
+    torch.testing.assert_close(mixture(queries).double(), expected, rtol=1e-4, atol=1e-5)
+    # The modes' midpoint is far from both components, but close to one Gaussian stretched over both modes.
+    shared = MultivariateGaussian(dim=2)
+    shared.load_fit(sample.fit(components=1)[0])
+    midpoint = torch.zeros(1, 2)
+    assert mixture(midpoint).item() > 4.0
+    assert shared(midpoint).item() < 1.0
+
+
+def test_one_component_is_the_shared_gaussian_of_all_vectors() -> None:
+    vectors = torch.randn(400, 6, generator=torch.Generator().manual_seed(4)) * torch.arange(1.0, 7.0)
+    sample = LocalVectorSample(dim=6)
+    estimator = StreamingGaussianEstimator(6)
+    for chunk in vectors.split(64):
+        sample.update(chunk)
+        estimator.update(chunk)
+    mixture, shared = LocalGaussianMixture(6, components=1), MultivariateGaussian(6)
+    mixture.load_fits(sample.fit(components=1))
+    shared.load_fit(estimator.fit())
+    features = torch.randn(2, 6, 5, 5)
+    torch.testing.assert_close(mixture.distance_map(features), shared.distance_map(features), rtol=1e-5, atol=1e-6)
+
+
+def test_sample_keeps_every_vector_below_its_limit_and_thins_reproducibly_above() -> None:
+    vectors = torch.randn(1000, 3, generator=torch.Generator().manual_seed(5))
+    complete = LocalVectorSample(dim=3, max_vectors=1000)
+    complete.update(vectors)
+    torch.testing.assert_close(complete.vectors, vectors)
+
+    def thinned(seed: int) -> torch.Tensor:
+        sample = LocalVectorSample(dim=3, max_vectors=100, seed=seed)
+        for chunk in vectors.split(50):
+            sample.update(chunk)
+        assert sample.n_seen == 1000
+        assert 30 <= sample.n_samples <= 100
+        return sample.vectors
+
+    torch.testing.assert_close(thinned(0), thinned(0))
+    assert not torch.equal(thinned(0), thinned(1))
+    with pytest.raises(ValueError, match=r"shape \(n, 3\)"):
+        complete.update(torch.zeros(2, 4))
+
+
+def _model(**kwargs: object) -> GaussFTModel:
+    torch.manual_seed(0)
+    defaults = {"layers": ["layer1", "layer2"], "map_layers": ["layer2", "layer1"], "pretrained": False}
+    return GaussFTModel("resnet18", **{**defaults, **kwargs, "local_components": 3}).eval()
+
+
+def _double_distance(x: torch.Tensor, mean: torch.Tensor, whitening: torch.Tensor) -> torch.Tensor:
+    precision = whitening.double().T @ whitening.double()
+    centred = x.double() - mean.double()
+    return ((centred @ precision) * centred).sum(dim=-1).sqrt()
+
+
+def test_combined_image_score_equals_its_documented_formula() -> None:
+    """``combined``: global score / its training median + top-1 % mean of the map / its training median."""
+    model = _model()
+    train = [torch.rand(6, 3, 64, 64, generator=torch.Generator().manual_seed(seed)) for seed in range(3)]
+    fit_training_set(model, train)
+    assert model.is_fitted
+
+    def terms(images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            features = dict(zip(["layer1", "layer2"], model.feature_extractor(images), strict=True))
+        pooled = [features[name].mean(dim=(2, 3)) for name in model.layers]
+        global_score = sum(
+            _double_distance(x, g.mean, g.whitening) for x, g in zip(pooled, model.gaussians, strict=True)
+        )
+        fine = features["layer1"]  # stride 4: layer2 (stride 8) is resized to it
+        coarse = F.interpolate(features["layer2"], size=fine.shape[-2:], mode="bilinear")
+        local = F.avg_pool2d(torch.cat([fine, coarse], 1), 3, stride=1, padding=1, count_include_pad=False)
+        local = local.permute(0, 2, 3, 1)
+        mixture = model.local_mixture
+        distances = torch.stack(
+            [_double_distance(local, m, w) for m, w in zip(mixture.means, mixture.whitenings, strict=True)]
+        )
+        anomaly_map = AnomalyMapGenerator(sigma=4)(distances.amin(dim=0).unsqueeze(1).float(), images.shape[-2:])
+        top = anomaly_map.flatten(1).sort(dim=1, descending=True).values[:, : round(0.01 * 64 * 64)]
+        return torch.stack([global_score, top.double().mean(dim=1)], dim=1)
+
+    medians = torch.cat([terms(images) for images in train]).median(dim=0).values
+    torch.testing.assert_close(model.score_scales.double(), medians, rtol=1e-4, atol=0)
+    images = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        actual = model(images).pred_score
+    expected = (terms(images) / medians).sum(dim=1)
+    torch.testing.assert_close(actual.double(), expected, rtol=1e-4, atol=0)
+    model.image_score_mode = "global"
+    with torch.no_grad():
+        torch.testing.assert_close(model(images).pred_score.double(), terms(images)[:, 0], rtol=1e-4, atol=0)
+
+
+def test_combined_score_refuses_a_missing_map_and_is_unfitted_without_its_scales() -> None:
+    model = _model()
+    with pytest.raises(ValueError, match="needs the anomaly map"):
+        model.image_score([torch.zeros(1, 64), torch.zeros(1, 128)])
+    estimators = model.new_estimators("cpu")
+    model.accumulate(torch.rand(4, 3, 64, 64), estimators)
+    model.load_fits(estimators)
+    assert not model.is_fitted  # the Gaussians, but not yet the score's scales
+    with pytest.raises(ValueError, match="odd size"):
+        GaussFTModel("resnet18", pretrained=False, local_aggregation=2)
+
+
+class _TwoRanks:
+    """Collectives for two threads that stand for two DDP ranks (every collective is called by both, in order)."""
+
+    def __init__(self) -> None:
+        self.barrier = threading.Barrier(2)
+        self.slots: list[torch.Tensor | None] = [None, None]
+
+    def all_gather(self, rank: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        def gather(tensor: torch.Tensor) -> torch.Tensor:
+            self.slots[rank] = tensor.clone()
+            self.barrier.wait()
+            stacked = torch.stack([slot for slot in self.slots if slot is not None])
+            self.barrier.wait()
+            return stacked
+
+        return gather
+
+    def reduce_sum(self, rank: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        gather = self.all_gather(rank)
+        return lambda tensor: gather(tensor).sum(dim=0)
+
+
+def test_two_ranks_fit_the_same_model_as_one_process() -> None:
+    """DDP splits the images (in another order) over ranks; the mixture, scales and Gaussians come out the same."""
+    train = [torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(seed)) for seed in range(4)]
+    single = _model()
+    fit_training_set(single, train)
+    ranks, collectives, errors = [_model(), _model()], _TwoRanks(), []
+
+    def run(rank: int) -> None:
+        try:
+            batches = train[1 - rank :: 2][::-1]  # rank 0: batches 3, 1; rank 1: batches 2, 0
+            fit_training_set(
+                ranks[rank],
+                batches,
+                reduce_sum=collectives.reduce_sum(rank),
+                all_gather=collectives.all_gather(rank),
+            )
+        except Exception as error:  # re-raised in the main thread
+            errors.append(error)
+            collectives.barrier.abort()
+
+    threads = [threading.Thread(target=run, args=(rank,)) for rank in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert not errors, errors
+    for model in ranks:
+        torch.testing.assert_close(model.local_mixture.means, single.local_mixture.means, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            model.local_mixture.whitenings, single.local_mixture.whitenings, rtol=1e-4, atol=1e-5
+        )
+        torch.testing.assert_close(model.score_scales, single.score_scales, rtol=1e-5, atol=0)
+        for ours, theirs in zip(model.gaussians, single.gaussians, strict=True):
+            torch.testing.assert_close(ours.whitening, theirs.whitening, rtol=1e-4, atol=1e-5)
+    images = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ranks[0](images).anomaly_map, single(images).anomaly_map, rtol=1e-4, atol=1e-4)
