@@ -14,7 +14,8 @@ records:
   up to ``epochs`` epochs; PaDiM and PatchCore: their single feature-collection epoch);
 * inference throughput in images/s: eval-mode ``model(images)`` on a batch of 16 raw test images, i.e. the whole
   anomalib module with pre-processing (resize, normalisation), the model and post-processing (normalisation,
-  thresholds); for GaussFT also the image-score path alone (backbone plus pooled Gaussians, no anomaly map) next
+  thresholds); for GaussFT also the image-score path alone (backbone plus pooled Gaussians, no anomaly map, with
+  ``image_score="global"``; the whole forward with the default combined score, which needs the map) next
   to the bare timm backbone (classifier included) on the same pre-processed batch;
 * peak resident memory (RSS) during the model's fit, test and throughput runs: Linux ``VmHWM``, reset before each
   model through ``/proc/self/clear_refs``; where that is unavailable, ``resource.getrusage`` (the process's peak
@@ -107,11 +108,14 @@ def _test_batch(datamodule: Any, size: int = THROUGHPUT_BATCH) -> torch.Tensor:
 
 
 def _gaussft_image_score_path(module: Any) -> Callable[[torch.Tensor], torch.Tensor]:
-    """GaussFT's image score without the anomaly map: backbone, pooled features, per-level Mahalanobis distances."""
+    """GaussFT's image score alone: with ``image_score="global"`` the backbone, pooled features and per-level
+    Mahalanobis distances, without the anomaly map; the combined score needs the map, so it is the whole forward."""
     inner = module.model
 
     def score(images: torch.Tensor) -> torch.Tensor:
-        return inner.image_score(inner.embed(images, with_local=False)[0])
+        if inner.image_score_mode == "global":
+            return inner.image_score(inner.embed(images, with_local=False)[0])
+        return inner(images).pred_score
 
     return score
 
