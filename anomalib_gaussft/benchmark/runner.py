@@ -108,8 +108,10 @@ def _test_batch(datamodule: Any, size: int = THROUGHPUT_BATCH) -> torch.Tensor:
 
 
 def _gaussft_image_score_path(module: Any) -> Callable[[torch.Tensor], torch.Tensor]:
-    """GaussFT's image score alone: with ``image_score="global"`` the backbone, pooled features and per-level
-    Mahalanobis distances, without the anomaly map; the combined score needs the map, so it is the whole forward.
+    """GaussFT's image score alone.
+
+    With ``image_score="global"``: the backbone, pooled features and per-level Mahalanobis distances, without the
+    anomaly map; the combined score needs the map, so it is the whole forward.
     """
     inner = module.model
 
