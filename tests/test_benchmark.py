@@ -208,11 +208,11 @@ def _result(model: str, category: str, **values: float) -> BenchmarkResult:
 def test_targets_and_markdown_report_misses_with_margins() -> None:
     results = [
         _result("GaussFT", "a", image_auroc=0.90, pixel_auroc=0.95, fit_seconds=30.0, throughput=40.0,
-                image_score_throughput=46.0, backbone_throughput=50.0, epochs=6, best_epoch=4),
+                image_score_throughput=46.0, backbone_throughput=50.0, epochs=6, best_epoch=4, model_mb=20.0),
         _result("GaussFT", "b", image_auroc=0.80, pixel_auroc=0.91, fit_seconds=10.0, throughput=42.0,
-                image_score_throughput=48.0, backbone_throughput=50.0, epochs=6, best_epoch=6),
-        _result("Padim", "a", pixel_auroc=0.92, throughput=30.0),
-        _result("Padim", "b", pixel_auroc=0.94, throughput=30.0),
+                image_score_throughput=48.0, backbone_throughput=50.0, epochs=6, best_epoch=6, model_mb=22.0),
+        _result("Padim", "a", pixel_auroc=0.92, throughput=30.0, model_mb=30.0),
+        _result("Padim", "b", pixel_auroc=0.94, throughput=30.0, model_mb=31.0),
         _result("Patchcore", "a", image_auroc=0.95, fit_seconds=12.0),
         _result("Patchcore", "b", image_auroc=0.85, fit_seconds=12.0),
     ]  # fmt: skip
@@ -221,6 +221,7 @@ def test_targets_and_markdown_report_misses_with_margins() -> None:
     assert targets["image AUROC >= PaDiM"] == pytest.approx((0.85, 0.90, False, -0.05))
     assert targets["pixel AUROC >= PaDiM"] == pytest.approx((0.93, 0.93, True, 0.0))  # a tie meets ">="
     assert targets["fit time < PatchCore"] == pytest.approx((20.0, 12.0, False, -8.0))
+    assert targets["model size <= PaDiM (MB)"] == pytest.approx((21.0, 30.5, True, 9.5))
     assert targets["image-score throughput >= 0.9 x bare backbone"] == pytest.approx((47.0, 45.0, True, 2.0))
     assert targets["throughput with anomaly maps >= PaDiM"] == pytest.approx((41.0, 30.0, True, 11.0))
 
@@ -308,6 +309,7 @@ def test_benchmark_run_writes_csv_markdown_and_plots(
         assert float(row["throughput"]) > 0
         assert float(row["peak_rss_mb"]) > 100
         assert int(row["epochs"]) == 1
+        assert float(row["model_mb"]) > 1  # at least the backbone's weights
         assert math.isfinite(float(row["threshold"]))
     gaussft = rows[0]
     # GaussFT's post-processing keeps the order of the raw scores and maps: anomalib's AUROCs equal the raw ones.

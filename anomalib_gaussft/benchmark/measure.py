@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
+import io
 import resource
 import sys
 import time
@@ -41,6 +42,7 @@ __all__ = [
     "peak_rss_mb",
     "release_free_memory",
     "reset_peak_rss",
+    "state_dict_megabytes",
 ]
 
 #: Batch size of the benchmark's throughput measurements.
@@ -189,3 +191,21 @@ def release_free_memory() -> None:
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def state_dict_megabytes(module: Any) -> float:
+    """Size of a ``torch.nn.Module``'s serialised state dict in MB (10^6 bytes).
+
+    The weights and fitted statistics that a deployed model loads (anomalib's training checkpoints add the optimiser
+    state and the hyperparameters).
+
+    Example:
+        >>> import torch
+        >>> round(state_dict_megabytes(torch.nn.Linear(1000, 1000)), 1)  # 1,001,000 float32 values
+        4.0
+    """
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(module.state_dict(), buffer)
+    return buffer.tell() / 1e6

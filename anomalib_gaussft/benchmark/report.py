@@ -10,7 +10,7 @@ Example:
     ...     BenchmarkResult("Padim", "brick", 0.85, 0.7, 0.96, 0.4, 0.8, 5.0, 1.0, 1, None, 35.0),
     ... ]
     >>> print(format_markdown(rows).splitlines()[2])
-    | brick | GaussFT | 0.900 | 0.950 | 0.700 | 0.800 | 0.400 | 12.0 s | 6 (4) | 30.0 | nan MB | - | - |
+    | brick | GaussFT | 0.900 | 0.950 | 0.700 | 0.800 | 0.400 | 12.0 s | 6 (4) | 30.0 | nan MB | - MB | - | - |
 """
 
 from __future__ import annotations
@@ -69,10 +69,10 @@ def check_targets(results: Sequence[BenchmarkResult]) -> list[Target]:
     """Evaluate GaussFT's targets against the other models (means over categories).
 
     Targets: image AUROC >= the fixed-feature GaussFT's (``GaussFT-fixed``), PaDiM's and PatchCore's; pixel AUROC >=
-    PaDiM's; fit time < PatchCore's; image-score throughput >= 0.9 x the bare backbone's; whole-model throughput
-    (with anomaly maps) >= PaDiM's; anomalib's reported image and pixel AUROC within 0.002 of the raw-score ones in
-    every category (GaussFT's order-preserving normalisation). Targets whose models or columns are missing are left
-    out.
+    PaDiM's; model size <= PaDiM's; fit time < PatchCore's; image-score throughput >= 0.9 x the bare backbone's;
+    whole-model throughput (with anomaly maps) >= PaDiM's; anomalib's reported image and pixel AUROC within 0.002 of
+    the raw-score ones in every category (GaussFT's order-preserving normalisation). Targets whose models or columns
+    are missing are left out.
 
     Args:
         results: Benchmark results.
@@ -108,6 +108,8 @@ def check_targets(results: Sequence[BenchmarkResult]) -> list[Target]:
         targets.append(
             Target("pixel AUROC >= PaDiM", mean_of("GaussFT", "pixel_auroc"), mean_of("Padim", "pixel_auroc"))
         )
+    if "Padim" in grouped and not math.isnan(size := mean_of("GaussFT", "model_mb")):
+        targets.append(Target("model size <= PaDiM (MB)", size, mean_of("Padim", "model_mb"), lower_is_better=True))
     if "Patchcore" in grouped:
         fit, reference = mean_of("GaussFT", "fit_seconds"), mean_of("Patchcore", "fit_seconds")
         targets.append(Target("fit time < PatchCore", fit, reference, lower_is_better=True))
@@ -145,30 +147,31 @@ def format_markdown(results: Sequence[BenchmarkResult], settings: str = "") -> s
     lines = [settings, ""] if settings else []
     lines += [
         "| category | model | image AUROC | pixel AUROC | pixel AUPRO | image F1 | pixel F1 | fit time | epochs (kept) "
-        "| images/s | peak RSS | image AUROC, raw scores | pixel AUROC, raw maps |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| images/s | peak RSS | model size | image AUROC, raw scores | pixel AUROC, raw maps |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         kept = f" ({r.best_epoch})" if r.best_epoch is not None else ""
         lines.append(
             f"| {r.category} | {r.model} | {_fmt(r.image_auroc)} | {_fmt(r.pixel_auroc)} | {_fmt(r.pixel_aupro)} "
             f"| {_fmt(r.image_f1)} | {_fmt(r.pixel_f1)} | {r.fit_seconds:.1f} s | {r.epochs}{kept} "
-            f"| {_fmt(r.throughput, 1)} | {r.peak_rss_mb:.0f} MB | {_fmt(r.image_auroc_raw)} "
-            f"| {_fmt(r.pixel_auroc_raw)} |"
+            f"| {_fmt(r.throughput, 1)} | {r.peak_rss_mb:.0f} MB | {_fmt(r.model_mb, 1)} MB "
+            f"| {_fmt(r.image_auroc_raw)} | {_fmt(r.pixel_auroc_raw)} |"
         )
     lines += [
         "",
         "Mean over categories:",
         "",
         "| model | image AUROC | pixel AUROC | pixel AUPRO | fit time | images/s (whole model) | peak RSS (max) "
-        "| image AUROC, raw scores | pixel AUROC, raw maps |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| model size | image AUROC, raw scores | pixel AUROC, raw maps |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, group in _by_model(results).items():
         lines.append(
             f"| {name} | {_fmt(_mean([r.image_auroc for r in group]))} | {_fmt(_mean([r.pixel_auroc for r in group]))} "
             f"| {_fmt(_mean([r.pixel_aupro for r in group]))} | {_mean([r.fit_seconds for r in group]):.1f} s "
             f"| {_fmt(_mean([r.throughput for r in group]), 1)} | {max(r.peak_rss_mb for r in group):.0f} MB "
+            f"| {_fmt(_mean([r.model_mb for r in group]), 1)} MB "
             f"| {_fmt(_mean([r.image_auroc_raw for r in group]))} | {_fmt(_mean([r.pixel_auroc_raw for r in group]))} |"
         )
     gaussft = _by_model(results).get("GaussFT", [])

@@ -52,6 +52,7 @@ class BenchmarkResult:
             metric on the post-processed scores, which anomalib min-max normalises with the validation set's range
             and clamps to ``[0, 1]``: test scores beyond that range tie, which can lower the AUROC.
         pixel_auroc_raw: Test pixel AUROC of the raw anomaly maps (ranks), beside anomalib's ``pixel_auroc``.
+        model_mb: Size of the trained model's serialised state dict in MB (backbone, fitted statistics, memory bank).
         normal_scores: Raw image scores of the normal test images (not written to the CSV).
         anomalous_scores: Raw image scores of the anomalous test images (not written to the CSV).
     """
@@ -74,6 +75,7 @@ class BenchmarkResult:
     threshold: float = math.nan
     image_auroc_raw: float = math.nan
     pixel_auroc_raw: float = math.nan
+    model_mb: float = math.nan
     normal_scores: list[float] = field(default_factory=list, repr=False)
     anomalous_scores: list[float] = field(default_factory=list, repr=False)
 

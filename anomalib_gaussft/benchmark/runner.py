@@ -62,6 +62,7 @@ from anomalib_gaussft.benchmark.measure import (
     measure_throughput,
     peak_rss_mb,
     reset_peak_rss,
+    state_dict_megabytes,
 )
 from anomalib_gaussft.benchmark.models import MODEL_CHOICES, MODELS, build_model
 from anomalib_gaussft.benchmark.results import BenchmarkResult
@@ -226,6 +227,7 @@ def _benchmark_one(
         threshold=float(model.post_processor.image_threshold),
         image_auroc_raw=raw_auroc,
         pixel_auroc_raw=pixel_raw_auroc,
+        model_mb=state_dict_megabytes(model),
         normal_scores=normal.tolist(),
         anomalous_scores=anomalous.tolist(),
     )
