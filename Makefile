@@ -4,6 +4,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# Test processes (pytest-xdist): one per core of the 2-core CI machine; `make test PYTEST_WORKERS=0` runs in-process.
+PYTEST_WORKERS ?= 2
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml anomalib_gaussft/_registration.py anomalib_gaussft/_register.pth | cksum | cut -d' ' -f1)
 
 .PHONY: demo test install lint clean
@@ -21,7 +23,7 @@ demo: $(STAMP)
 	$(PY) -m anomalib_gaussft.cli.demo $(DEMO_ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check anomalib_gaussft tests tools && $(VENV)/bin/ruff format --check anomalib_gaussft tests tools

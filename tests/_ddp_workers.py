@@ -1,7 +1,7 @@
 # Copyright (C) 2026 anomalib-gaussft developers
 # SPDX-License-Identifier: Apache-2.0
 
-"""Worker functions for multi-process (gloo) tests; kept light so spawned processes start fast."""
+"""Worker functions for multi-process (gloo) tests, run in processes forked from the test."""
 
 import numpy as np
 import torch
@@ -12,6 +12,7 @@ from anomalib_gaussft.model.gaussian import StreamingGaussianEstimator
 
 def gaussian_shard_worker(rank: int, world_size: int, port: int, data: np.ndarray, queue) -> None:
     """Estimate the Gaussian of this rank's shard, all-reduce the moments, and report the fit."""
+    torch.set_num_threads(1)  # forked: the parent's OpenMP thread pool does not exist in this process
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
     try:
         shard = np.array_split(data, world_size)[rank]

@@ -12,6 +12,37 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tests never reach a hub
 os.environ.setdefault("TRUST_REMOTE_CODE", "1")
+# Under pytest-xdist (`make test` runs one worker per core) every worker computes on one thread, and so do the processes
+# it starts (set before torch is imported): two workers with two OpenMP threads each would fight over two cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# `make test` hands whole files to the two workers (`--dist loadfile --no-loadscope-reorder`) in collection order; the
+# longest files (CPU seconds, most in subprocesses, measured 2026-11-29) go first so that both workers end together.
+LONGEST_FIRST = (
+    "test_cli.py",  # 73 s: six fresh interpreters and an `anomalib train`
+    "test_benchmark.py",  # 48 s: `anomalib benchmark` beside the in-process benchmark
+    "test_export.py",  # 41 s: the ONNX export
+    "test_model.py",  # 26 s
+    "test_scores.py",  # 25 s: the OpenVINO export
+    "test_tools_memory.py",  # 22 s: two fresh interpreters
+    "test_recipe_study.py",  # 19 s
+    "test_forgetting.py",  # 18 s
+    "test_reliability.py",  # 17 s
+    "test_ddp.py",  # 16 s: two DDP ranks
+    "test_weights.py",  # 16 s
+    "test_tools_deployment.py",  # 14 s
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, run the files of :data:`LONGEST_FIRST` first (each file's tests stay in their order)."""
+    del config
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
 
 TINY_BACKBONE = "tf_efficientnet_lite0"  # randomly initialised in tests where the weights don't matter
 TINY_SIZE = (64, 64)

@@ -4,8 +4,9 @@
 """Export and deployment through anomalib's own paths: ONNX, OpenVINO (FP32, FP16, INT8) and Torch.
 
 One tiny GaussFT (randomly initialised EfficientNet-Lite0 at 64 px, one epoch) is trained once per module and
-exported once per backend. The reference is the eval-mode Lightning module itself (pre-processor, model and
-post-processor), so every comparison covers the whole pipeline: normalised score, label, anomaly map and mask.
+exported once per backend (the OpenVINO exports convert the ONNX export rather than run the same ONNX export again).
+The reference is the eval-mode Lightning module itself (pre-processor, model and post-processor), so every
+comparison covers the whole pipeline: normalised score, label, anomaly map and mask.
 
 OpenVINO's CPU plugin runs in bfloat16 by default on CPUs with AVX512-BF16 or AMX (this one reports ``BF16``);
 parity is checked with ``INFERENCE_PRECISION_HINT=f32``, as ``docs/deployment.md`` recommends.
@@ -76,9 +77,13 @@ def onnx_path(trained: tuple, export_root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def openvino_path(trained: tuple, export_root: Path) -> Path:
-    engine, model, _ = trained
-    return engine.export(model, ExportType.OPENVINO, export_root=export_root)
+def openvino_path(trained: tuple, onnx_path: Path, export_root: Path) -> Path:
+    """``Engine.export`` to OpenVINO (FP32) with its ONNX step served by the ONNX export above (see below).
+
+    The whole path, ``to_openvino`` running GaussFT's own ``to_onnx``, is exported and checked against torch in
+    ``tests/test_scores.py``.
+    """
+    return _export_openvino_from_onnx(trained, onnx_path, export_root)
 
 
 @pytest.fixture(scope="module")
