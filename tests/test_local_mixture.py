@@ -109,7 +109,7 @@ def _double_distance(x: torch.Tensor, mean: torch.Tensor, whitening: torch.Tenso
 def test_combined_image_score_equals_its_documented_formula() -> None:
     """``combined``: global score / its training median + top-1 % mean of the map / its training median."""
     model = _model()
-    train = [torch.rand(6, 3, 64, 64, generator=torch.Generator().manual_seed(seed)) for seed in range(3)]
+    train = [torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(seed)) for seed in range(3)]
     fit_training_set(model, train)
     assert model.is_fitted
 
@@ -129,12 +129,12 @@ def test_combined_image_score_equals_its_documented_formula() -> None:
             [_double_distance(local, m, w) for m, w in zip(mixture.means, mixture.whitenings, strict=True)]
         )
         anomaly_map = AnomalyMapGenerator(sigma=4)(distances.amin(dim=0).unsqueeze(1).float(), images.shape[-2:])
-        top = anomaly_map.flatten(1).sort(dim=1, descending=True).values[:, : round(0.01 * 64 * 64)]
+        top = anomaly_map.flatten(1).sort(dim=1, descending=True).values[:, : round(0.01 * 32 * 32)]
         return torch.stack([global_score, top.double().mean(dim=1)], dim=1)
 
     medians = torch.cat([terms(images) for images in train]).median(dim=0).values
     torch.testing.assert_close(model.score_scales.double(), medians, rtol=1e-4, atol=0)
-    images = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(9))
+    images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(9))
     with torch.no_grad():
         actual = model(images).pred_score
     expected = (terms(images) / medians).sum(dim=1)
@@ -149,7 +149,7 @@ def test_combined_score_refuses_a_missing_map_and_is_unfitted_without_its_scales
     with pytest.raises(ValueError, match="needs the anomaly map"):
         model.image_score([torch.zeros(1, 64), torch.zeros(1, 128)])
     estimators = model.new_estimators("cpu")
-    model.accumulate(torch.rand(4, 3, 64, 64), estimators)
+    model.accumulate(torch.rand(4, 3, 32, 32), estimators)
     model.load_fits(estimators)
     assert not model.is_fitted  # the Gaussians, but not yet the score's scales
     with pytest.raises(ValueError, match="odd size"):
@@ -180,7 +180,7 @@ class _TwoRanks:
 
 def test_two_ranks_fit_the_same_model_as_one_process() -> None:
     """DDP splits the images (in another order) over ranks; the mixture, scales and Gaussians come out the same."""
-    train = [torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(seed)) for seed in range(4)]
+    train = [torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(seed)) for seed in range(4)]
     single = _model()
     fit_training_set(single, train)
     ranks, collectives, errors = [_model(), _model()], _TwoRanks(), []
@@ -212,6 +212,6 @@ def test_two_ranks_fit_the_same_model_as_one_process() -> None:
         torch.testing.assert_close(model.score_scales, single.score_scales, rtol=1e-5, atol=0)
         for ours, theirs in zip(model.gaussians, single.gaussians, strict=True):
             torch.testing.assert_close(ours.whitening, theirs.whitening, rtol=1e-4, atol=1e-5)
-    images = torch.rand(2, 3, 64, 64)
+    images = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(ranks[0](images).anomaly_map, single(images).anomaly_map, rtol=1e-4, atol=1e-4)
