@@ -221,7 +221,7 @@ def test_targets_and_markdown_report_misses_with_margins() -> None:
     assert targets["image AUROC >= PaDiM"] == pytest.approx((0.85, 0.90, False, -0.05))
     assert targets["pixel AUROC >= PaDiM"] == pytest.approx((0.93, 0.93, True, 0.0))  # a tie meets ">="
     assert targets["fit time < PatchCore"] == pytest.approx((20.0, 12.0, False, -8.0))
-    assert targets["model size <= PaDiM (MB)"] == pytest.approx((21.0, 30.5, True, 9.5))
+    assert targets["model size < PaDiM (MB)"] == pytest.approx((21.0, 30.5, True, 9.5))
     assert targets["image-score throughput >= 0.9 x bare backbone"] == pytest.approx((47.0, 45.0, True, 2.0))
     assert targets["throughput with anomaly maps >= PaDiM"] == pytest.approx((41.0, 30.0, True, 11.0))
 

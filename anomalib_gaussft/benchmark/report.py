@@ -69,7 +69,7 @@ def check_targets(results: Sequence[BenchmarkResult]) -> list[Target]:
     """Evaluate GaussFT's targets against the other models (means over categories).
 
     Targets: image AUROC >= the fixed-feature GaussFT's (``GaussFT-fixed``), PaDiM's and PatchCore's; pixel AUROC >=
-    PaDiM's; model size <= PaDiM's; fit time < PatchCore's; image-score throughput >= 0.9 x the bare backbone's;
+    PaDiM's; model size < PaDiM's; fit time < PatchCore's; image-score throughput >= 0.9 x the bare backbone's;
     whole-model throughput (with anomaly maps) >= PaDiM's; anomalib's reported image and pixel AUROC within 0.002 of
     the raw-score ones in every category (GaussFT's order-preserving normalisation). Targets whose models or columns
     are missing are left out.
@@ -109,7 +109,7 @@ def check_targets(results: Sequence[BenchmarkResult]) -> list[Target]:
             Target("pixel AUROC >= PaDiM", mean_of("GaussFT", "pixel_auroc"), mean_of("Padim", "pixel_auroc"))
         )
     if "Padim" in grouped and not math.isnan(size := mean_of("GaussFT", "model_mb")):
-        targets.append(Target("model size <= PaDiM (MB)", size, mean_of("Padim", "model_mb"), lower_is_better=True))
+        targets.append(Target("model size < PaDiM (MB)", size, mean_of("Padim", "model_mb"), lower_is_better=True))
     if "Patchcore" in grouped:
         fit, reference = mean_of("GaussFT", "fit_seconds"), mean_of("Patchcore", "fit_seconds")
         targets.append(Target("fit time < PatchCore", fit, reference, lower_is_better=True))
@@ -183,7 +183,8 @@ def format_markdown(results: Sequence[BenchmarkResult], settings: str = "") -> s
             "| forward | images/s |",
             "|---|---:|",
             f"| bare timm backbone (with classifier) | {_fmt(_mean([r.backbone_throughput for r in gaussft]), 1)} |",
-            f"| GaussFT image score (no anomaly map) | {_fmt(_mean([r.image_score_throughput for r in gaussft]), 1)} |",
+            "| GaussFT image score (without the anomaly map only for `image_score=global`) "
+            f"| {_fmt(_mean([r.image_score_throughput for r in gaussft]), 1)} |",
         ]
     targets = check_targets(results)
     if targets:

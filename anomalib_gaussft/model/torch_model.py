@@ -285,14 +285,16 @@ class GaussFTModel(nn.Module):
         """Mahalanobis distance of each global level's pooled features to its Gaussian, shape ``(N, L)``."""
         return torch.stack([gaussian(p) for gaussian, p in zip(self.gaussians, pooled, strict=True)], dim=1)
 
+    def global_score(self, pooled: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The paper's image score ``(N,)``: the sum of the per-level Mahalanobis distances of the pooled features."""
+        return self.level_distances(pooled).sum(dim=1)
+
     def score_terms(self, pooled: Sequence[torch.Tensor], anomaly_map: torch.Tensor) -> torch.Tensor:
         """The two terms of the combined image score, unscaled, shape ``(N, 2)``.
 
-        Column 0: the global score (sum of the per-level distances); column 1: the mean of the anomaly map's top
-        :data:`TOP_FRACTION` of pixels.
+        Column 0: :meth:`global_score`; column 1: the mean of the anomaly map's top :data:`TOP_FRACTION` of pixels.
         """
-        global_score = self.level_distances(pooled).sum(dim=1)
-        return torch.stack([global_score, top_fraction_mean(anomaly_map, TOP_FRACTION)], dim=1)
+        return torch.stack([self.global_score(pooled), top_fraction_mean(anomaly_map, TOP_FRACTION)], dim=1)
 
     def image_score(self, pooled: Sequence[torch.Tensor], anomaly_map: torch.Tensor | None = None) -> torch.Tensor:
         """Image score ``(N,)`` from the pooled features (and, for ``"combined"``, the anomaly map).
@@ -305,7 +307,7 @@ class GaussFTModel(nn.Module):
             The raw (unnormalised) image scores.
         """
         if self.image_score_mode == "global":
-            return self.level_distances(pooled).sum(dim=1)
+            return self.global_score(pooled)
         if anomaly_map is None:
             msg = "image_score='combined' needs the anomaly map (`anomaly_map`)."
             raise ValueError(msg)
