@@ -1,18 +1,18 @@
 # Copyright (C) 2026 anomalib-gaussft developers
 # SPDX-License-Identifier: Apache-2.0
 
-"""Scores users can trust: order-preserving normalisation, the conformal FPR threshold, float32 OpenVINO exports."""
+"""Scores users can trust: order-preserving normalisation and the conformal FPR threshold.
+
+The exported post-processing (float32 OpenVINO marks, order beyond the validation range, the default precision) is
+tested in ``tests/test_export.py``, on its one export.
+"""
 
 import math
-import shutil
 from pathlib import Path
 
-import numpy as np
-import openvino as ov
 import pytest
 import torch
 from anomalib.data import InferenceBatch, MVTecAD
-from anomalib.deploy import ExportType, OpenVINOInferencer
 from anomalib.engine import Engine
 from anomalib.metrics.auroc import _AUROC
 from anomalib.post_processing import PostProcessor
@@ -20,7 +20,6 @@ from conftest import TINY_MODEL_KWARGS
 
 from anomalib_gaussft import GaussFT
 from anomalib_gaussft.evaluation import rank_auroc, score_images
-from anomalib_gaussft.model.openvino_precision import keep_float32, marked_layers
 from anomalib_gaussft.model.post_processing import (
     GaussFTPostProcessor,
     conformal_threshold,
@@ -135,13 +134,6 @@ def trained(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[
     return engine, model.eval(), datamodule
 
 
-@pytest.fixture(scope="module")
-def openvino_xml(trained: tuple, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The trained model exported once through ``Engine.export`` to OpenVINO; the tests below only read it."""
-    engine, model, _ = trained
-    return engine.export(model, ExportType.OPENVINO, export_root=tmp_path_factory.mktemp("openvino"))
-
-
 def test_target_fpr_sets_the_conformal_threshold_of_the_validation_normals(trained: tuple) -> None:
     _, model, datamodule = trained
     validation = datamodule.val_data
@@ -151,69 +143,3 @@ def test_target_fpr_sets_the_conformal_threshold_of_the_validation_normals(train
     expected = conformal_threshold(score_images(model, images), 0.2)
     assert float(model.post_processor.image_threshold) == pytest.approx(float(expected), rel=1e-5)
     assert model.post_processor.checkpoint_config()["target_fpr"] == 0.2
-
-
-def test_openvino_export_is_marked_float32_and_matches_torch_beyond_the_range(
-    trained: tuple, openvino_xml: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    _, model, datamodule = trained
-    monkeypatch.chdir(tmp_path)  # OpenVINOInferencer writes an openvino_cache folder into the working directory
-    unmarked = {
-        op.get_type_name()
-        for op in ov.Core().read_model(str(openvino_xml)).get_ordered_ops()
-        if not any(key.startswith("DisablePrecisionConversion") for key in op.get_rt_info())
-    }
-    assert unmarked == {"Constant", "Parameter", "Result"}  # every computing operation is marked
-    xml = Path(shutil.copy(openvino_xml, tmp_path))  # keep_float32 rewrites the file: the shared export stays as is
-    shutil.copy(openvino_xml.with_suffix(".bin"), tmp_path)
-    assert keep_float32(xml) == marked_layers(xml) > 100  # idempotent
-
-    test = datamodule.test_data
-    images = torch.stack([test[index].image for index in range(len(test))])
-    images = torch.cat([images, (images * 3).clamp(0, 1), 1 - images])  # scores far outside the validation range
-    with torch.no_grad():
-        reference = model(images)
-    inferencer = OpenVINOInferencer(path=xml, device="CPU", config={"INFERENCE_PRECISION_HINT": "f32"})
-    result = inferencer.predict(images.numpy())
-    np.testing.assert_allclose(np.asarray(result.pred_score).reshape(-1), reference.pred_score.numpy(), rtol=1e-4)
-    with torch.no_grad():
-        raw = model.model(model.pre_processor(images)).pred_score
-    order = raw.argsort()
-    apart = (raw[order].diff() / raw[order][1:].abs()) > 1e-4  # neighbours float32 can keep apart after the map
-    assert bool((reference.pred_score[order].diff()[apart] > 0).all())  # no ties from clamping, order kept
-    assert float(raw.max()) > float(model.post_processor.image_max) + 2 * float(  # far beyond the validation range
-        model.post_processor.image_max - model.post_processor.image_min
-    )
-
-
-def test_default_openvino_precision_detects_like_torch(
-    trained: tuple, openvino_xml: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """``OpenVINOInferencer(path)`` with no config, at the CPU's default precision, ranks and labels like torch.
-
-    Where the CPU has bfloat16 (``BF16`` in its capabilities) the default precision is bfloat16: this is the case the
-    float32 marks exist for, and the runtime model must report float32 for its convolutions. Elsewhere the default is
-    float32 already, and the same checks hold without the marks.
-    """
-    _, model, datamodule = trained
-    monkeypatch.chdir(tmp_path)
-    test = datamodule.test_data
-    images = torch.stack([test[index].image for index in range(len(test))])
-    labels = torch.tensor([int(test[index].gt_label) for index in range(len(test))])
-    with torch.no_grad():
-        reference = model(images)
-    inferencer = OpenVINOInferencer(path=openvino_xml, device="CPU")  # no config: the default precision
-    result = inferencer.predict(images.numpy())
-    scores = torch.as_tensor(np.asarray(result.pred_score).reshape(-1))
-    torch_auroc = rank_auroc(reference.pred_score[labels == 0], reference.pred_score[labels == 1])
-    assert rank_auroc(scores[labels == 0], scores[labels == 1]) == pytest.approx(torch_auroc, abs=0.01)
-    agreement = (torch.as_tensor(np.asarray(result.pred_label).reshape(-1)) == reference.pred_label).double().mean()
-    assert float(agreement) >= 0.99
-    # On a CPU with bfloat16 this is what the float32 marks are for; elsewhere it holds anyway (and checks the check).
-    runtime = inferencer.model.get_runtime_model()
-    precisions = {
-        op.get_rt_info()["runtimePrecision"].astype(str)
-        for op in runtime.get_ordered_ops()
-        if op.get_rt_info()["layerType"].astype(str) == "Convolution"
-    }
-    assert precisions == {"f32"}
