@@ -339,7 +339,7 @@ def run_category(
             for sigma in sigmas:
                 generator = AnomalyMapGenerator(sigma=sigma)
                 t_max, t_top, pixel = _map_stats(scores, generator, size, masks, keep)
-                in_max, _, _ = _map_stats(train_scores[variant], generator, size)
+                in_max, in_top, _ = _map_stats(train_scores[variant], generator, size)
                 oof_max, oof_top, _ = _map_stats(oof_scores[variant], generator, size)
                 rows.append(
                     {
@@ -354,6 +354,7 @@ def run_category(
                         "image_top1pct": rank_auroc(t_top[~labels], t_top[labels]),
                         "image_combo_max_train": _combo_auroc(labels, g_test, g_train, t_max, in_max),
                         "image_combo_max_oof": _combo_auroc(labels, g_test, g_oof, t_max, oof_max),
+                        "image_combo_top_train": _combo_auroc(labels, g_test, g_train, t_top, in_top),
                         "image_combo_top_oof": _combo_auroc(labels, g_test, g_oof, t_top, oof_top),
                         "fit_seconds": fit_seconds,
                         "score_ms_per_image": score_ms,
@@ -363,7 +364,10 @@ def run_category(
     return rows
 
 
-_METRICS = "pixel_auroc image_max image_top1pct image_combo_max_train image_combo_max_oof image_combo_top_oof"
+_METRICS = (
+    "pixel_auroc image_max image_top1pct image_combo_max_train image_combo_max_oof image_combo_top_train "
+    "image_combo_top_oof"
+)
 METRICS = (*_METRICS.split(), "image_global")
 
 
