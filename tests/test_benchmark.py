@@ -303,6 +303,7 @@ def test_benchmark_run_writes_csv_markdown_and_plots(
     assert [row["model"] for row in rows] == ["GaussFT", "Padim", "Patchcore"]
     for row in rows:
         assert row["category"] == "coffee"
+        assert row["seed"] == "0"
         for key in ("image_auroc", "image_auroc_raw", "image_f1", "pixel_auroc", "pixel_f1", "pixel_aupro"):
             assert 0.0 <= float(row[key]) <= 1.0, (row["model"], key, row[key])
         assert float(row["fit_seconds"]) > 0
@@ -328,6 +329,35 @@ def test_benchmark_run_writes_csv_markdown_and_plots(
     assert "image-score throughput >= 0.9 x bare backbone" in markdown
     for name in ("benchmark_auroc.png", "benchmark_scores.png"):
         assert (output / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_summarise_merges_seeds_into_mean_and_spread(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--summarise`` merges per-seed CSVs: per-category rows name their seed; per model the seeds' category means,
+    then their mean and sample standard deviation."""
+    files = []
+    for seed, gaussft, padim in ((0, (0.90, 0.80), (0.85, 0.75)), (1, (0.94, 0.84), (0.85, 0.79))):
+        rows = [
+            _result(model, category, image_auroc=value, image_auroc_raw=value, fit_seconds=10.0 * (seed + 1), seed=seed)
+            for model, values in (("GaussFT", gaussft), ("Padim", padim))
+            for category, value in zip(("a", "b"), values, strict=True)
+        ]
+        files.append(tmp_path / f"seed{seed}.csv")
+        benchmark.write_csv(rows, files[-1])
+    output = tmp_path / "merged"
+    assert benchmark.main(["--summarise", *map(str, files), "--output", str(output)]) == 0
+    markdown = (output / "results.md").read_text()
+    assert markdown.strip() in capsys.readouterr().out  # printed as written
+    assert markdown.startswith("merged from ")
+    assert "| a, seed 1 | GaussFT | 0.940 |" in markdown
+    # GaussFT: seed means 0.85 and 0.89 -> 0.870 +- 0.028; PaDiM: 0.80 and 0.82 -> 0.810 +- 0.014; fit 10 and 20 s
+    assert "| GaussFT | 2 | 0.850, 0.890 | 0.870 ± 0.028 | 0.870 ± 0.028 |" in markdown
+    assert "| Padim | 2 | 0.800, 0.820 | 0.810 ± 0.014 |" in markdown
+    assert "| 15.0 ± 7.1 |" in markdown
+    assert "| image AUROC >= PaDiM | 0.870 | 0.810 | met (+0.060" in markdown  # targets on the means over seeds
+    assert [r.seed for r in benchmark.read_csv(output / "results.csv")] == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert (output / "benchmark_auroc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(FileNotFoundError, match=r"missing\.csv.*--summarise"):
+        benchmark.main(["--summarise", str(tmp_path / "missing.csv"), "--output", str(output)])
 
 
 def test_unknown_model_is_rejected(tmp_path: Path) -> None:

@@ -15,6 +15,8 @@ Example:
         anomalib-gaussft benchmark --threads 1                       # what docs/benchmarks.md shows (shared CPU)
         anomalib-gaussft benchmark --root ./datasets/MVTecAD --categories bottle cable --epochs 10
         python -m anomalib_gaussft.benchmark --categories brick --epochs 2 --output /tmp/bench
+        anomalib-gaussft benchmark --seed 0 1 2 --threads 1              # mean and spread over three seeds
+        anomalib-gaussft benchmark --summarise run_a/results.csv run_b/results.csv --output merged
 
     The arguments, from Python:
 
@@ -37,7 +39,7 @@ from pathlib import Path
 
 from anomalib_gaussft.benchmark.models import MODEL_CHOICES, MODELS, prepared_weights
 from anomalib_gaussft.benchmark.report import format_markdown, plot_auroc, plot_scores
-from anomalib_gaussft.benchmark.results import write_csv
+from anomalib_gaussft.benchmark.results import BenchmarkResult, read_csv, write_csv
 from anomalib_gaussft.benchmark.runner import run_benchmark
 from anomalib_gaussft.data.demo_dataset import DEFAULT_CATEGORIES
 
@@ -73,7 +75,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, default=224, help="model input size (default: 224)")
     parser.add_argument("--backbone", default="tf_efficientnet_lite0", help="timm backbone for all three models")
     parser.add_argument("--output", type=Path, default=Path("benchmark_output"), help="results, tables and plots")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the demo data, the data split and training")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        nargs="+",
+        default=[0],
+        metavar="SEED",
+        help="seed(s) of the data split and training (the demo data takes the first); with several, every model runs "
+        "once per seed and the report adds the mean and standard deviation over the seeds (default: 0)",
+    )
+    parser.add_argument(
+        "--summarise",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="CSV",
+        help="run nothing: merge the results.csv files of earlier runs (e.g. one per seed or per category) into "
+        "one report in --output",
+    )
     parser.add_argument("--batch-size", type=int, default=16, help="train and eval batch size (default: 16)")
     parser.add_argument("--num-workers", type=int, default=0, help="dataloader workers (default: 0)")
     parser.add_argument(
@@ -139,12 +158,21 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     output = args.output.resolve()
     output.mkdir(parents=True, exist_ok=True)
+    if args.summarise:
+        missing = [str(path) for path in args.summarise if not path.is_file()]
+        if missing:
+            msg = f"No results.csv at {', '.join(missing)} (setting `--summarise`)."
+            raise FileNotFoundError(msg)
+        results = [result for path in args.summarise for result in read_csv(path)]
+        settings = f"{_command_line()}merged from {', '.join(str(path) for path in args.summarise)}."
+        _write_report(results, settings, output, start)
+        return 0
     categories = _categories(args.root, args.categories)
     if args.root is None:
         from anomalib_gaussft.data.demo_dataset import generate_demo_dataset
 
         print(f"Writing the demo dataset ({', '.join(categories)}) to ./datasets/demo ...", flush=True)
-        root = generate_demo_dataset(Path("datasets/demo"), categories, seed=args.seed).resolve()
+        root = generate_demo_dataset(Path("datasets/demo"), categories, seed=args.seed[0]).resolve()
     else:
         root = args.root.resolve()
     weights = contextlib.nullcontext()
@@ -158,18 +186,28 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     try:
         threads = torch.get_num_threads()
+        results = []
         with weights:
-            results = run_benchmark(
-                root, categories, output, models=args.models, backbone=args.backbone, image_size=args.image_size,
-                epochs=args.epochs, pretrained=not args.random_weights, seed=args.seed, batch_size=args.batch_size,
-                num_workers=args.num_workers, min_seconds=args.min_seconds,
-            )  # fmt: skip
+            for seed in args.seed:  # one run folder per seed when there are several
+                folder = output / f"seed_{seed}" if len(args.seed) > 1 else output
+                results += run_benchmark(
+                    root, categories, folder, models=args.models, backbone=args.backbone, image_size=args.image_size,
+                    epochs=args.epochs, pretrained=not args.random_weights, seed=seed, batch_size=args.batch_size,
+                    num_workers=args.num_workers, min_seconds=args.min_seconds,
+                )  # fmt: skip
     finally:
         torch.set_num_threads(previous_threads)
+    seeds = "seed" + ("s " if len(args.seed) > 1 else " ") + ", ".join(map(str, args.seed))
     settings = (
-        f"{_command_line()}{args.backbone} at {args.image_size} px, GaussFT up to {args.epochs} epochs, seed "
-        f"{args.seed}, {threads} torch thread(s) on {os.cpu_count()} CPUs; data {root}."
+        f"{_command_line()}{args.backbone} at {args.image_size} px, GaussFT up to {args.epochs} epochs, {seeds}, "
+        f"{threads} torch thread(s) on {os.cpu_count()} CPUs; data {root}."
     )
+    _write_report(results, settings, output, start)
+    return 0
+
+
+def _write_report(results: list[BenchmarkResult], settings: str, output: Path, start: float) -> None:
+    """Write ``results.csv``, ``results.md`` and the plots to ``output`` and print the markdown."""
     write_csv(results, output / "results.csv")
     markdown = format_markdown(results, settings)
     (output / "results.md").write_text(markdown)
@@ -178,7 +216,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nDone in {time.perf_counter() - start:.0f} s.\n")
     print(markdown)
     print(f"Written to {output}: results.csv, results.md, benchmark_auroc.png, benchmark_scores.png")
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

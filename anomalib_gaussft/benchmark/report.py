@@ -23,7 +23,7 @@ from pathlib import Path
 from anomalib_gaussft.benchmark.measure import THROUGHPUT_BATCH
 from anomalib_gaussft.benchmark.results import BenchmarkResult
 
-__all__ = ["Target", "check_targets", "format_markdown", "plot_auroc", "plot_scores"]
+__all__ = ["Target", "check_targets", "format_markdown", "format_seed_summary", "plot_auroc", "plot_scores"]
 
 
 def _mean(values: Sequence[float | None]) -> float:
@@ -36,6 +36,67 @@ def _by_model(results: Sequence[BenchmarkResult]) -> dict[str, list[BenchmarkRes
     for result in results:
         grouped.setdefault(result.model, []).append(result)
     return grouped
+
+
+def _seeds(results: Sequence[BenchmarkResult]) -> list[int | None]:
+    return sorted(dict.fromkeys(r.seed for r in results), key=lambda seed: -1 if seed is None else seed)
+
+
+#: Columns of the seed summary: (attribute, heading, digits).
+_SEED_COLUMNS = (
+    ("image_auroc", "image AUROC", 3),
+    ("image_auroc_raw", "image AUROC, raw scores", 3),
+    ("pixel_auroc", "pixel AUROC", 3),
+    ("pixel_auroc_raw", "pixel AUROC, raw maps", 3),
+    ("pixel_aupro", "pixel AUPRO", 3),
+    ("fit_seconds", "fit time (s)", 1),
+    ("model_mb", "model size (MB)", 1),
+)
+
+
+def format_seed_summary(results: Sequence[BenchmarkResult]) -> str:
+    """Markdown: per model, the mean over categories of each seed, then their mean and standard deviation.
+
+    Empty when the results hold one seed. A model's mean over a seed is taken only over the categories that seed ran.
+
+    Args:
+        results: Benchmark results of several seeds (:attr:`BenchmarkResult.seed`).
+
+    Returns:
+        The markdown table, or ``""``.
+
+    Example:
+        >>> rows = [BenchmarkResult("Padim", c, a, 0.5, 0.9, 0.3, 0.8, 10.0, 1.0, 1, None, 5.0, seed=s)
+        ...         for s, c, a in ((0, "a", 0.8), (0, "b", 0.9), (1, "a", 0.9), (1, "b", 1.0))]
+        >>> print(format_seed_summary(rows).splitlines()[-1])
+        | Padim | 2 | 0.850, 0.950 | 0.900 ± 0.071 | - | 0.900 ± 0.000 | - | 0.800 ± 0.000 | 10.0 ± 0.0 | - |
+    """
+    seeds = _seeds(results)
+    if len(seeds) < 2:
+        return ""
+    headings = " | ".join(heading for _, heading, _ in _SEED_COLUMNS)
+    lines = [
+        f"Mean over categories per seed, then mean ± standard deviation over the seeds ({', '.join(map(str, seeds))}):",
+        "",
+        f"| model | seeds | image AUROC per seed | {headings} |",
+        "|---|---:|---|" + "---:|" * len(_SEED_COLUMNS),
+    ]
+    for name, group in _by_model(results).items():
+        per_seed = {seed: [r for r in group if r.seed == seed] for seed in seeds}
+        per_seed = {seed: rows for seed, rows in per_seed.items() if rows}
+        cells = []
+        for key, _, digits in _SEED_COLUMNS:
+            means = [_mean([getattr(r, key) for r in rows]) for rows in per_seed.values()]
+            means = [value for value in means if not math.isnan(value)]
+            if not means:
+                cells.append("-")
+                continue
+            centre = sum(means) / len(means)
+            spread = math.sqrt(sum((v - centre) ** 2 for v in means) / (len(means) - 1)) if len(means) > 1 else 0.0
+            cells.append(f"{centre:.{digits}f} ± {spread:.{digits}f}")
+        image = ", ".join(_fmt(_mean([r.image_auroc for r in rows])) for rows in per_seed.values())
+        lines.append(f"| {name} | {len(per_seed)} | {image} | {' | '.join(cells)} |")
+    return "\n".join(lines) + "\n"
 
 
 @dataclass
@@ -150,17 +211,19 @@ def format_markdown(results: Sequence[BenchmarkResult], settings: str = "") -> s
         "| images/s | peak RSS | model size | image AUROC, raw scores | pixel AUROC, raw maps |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    several_seeds = len(_seeds(results)) > 1
     for r in results:
         kept = f" ({r.best_epoch})" if r.best_epoch is not None else ""
+        category = f"{r.category}, seed {r.seed}" if several_seeds else r.category
         lines.append(
-            f"| {r.category} | {r.model} | {_fmt(r.image_auroc)} | {_fmt(r.pixel_auroc)} | {_fmt(r.pixel_aupro)} "
+            f"| {category} | {r.model} | {_fmt(r.image_auroc)} | {_fmt(r.pixel_auroc)} | {_fmt(r.pixel_aupro)} "
             f"| {_fmt(r.image_f1)} | {_fmt(r.pixel_f1)} | {r.fit_seconds:.1f} s | {r.epochs}{kept} "
             f"| {_fmt(r.throughput, 1)} | {r.peak_rss_mb:.0f} MB | {_fmt(r.model_mb, 1)} MB "
             f"| {_fmt(r.image_auroc_raw)} | {_fmt(r.pixel_auroc_raw)} |"
         )
     lines += [
         "",
-        "Mean over categories:",
+        "Mean over categories" + (" and seeds:" if several_seeds else ":"),
         "",
         "| model | image AUROC | pixel AUROC | pixel AUPRO | fit time | images/s (whole model) | peak RSS (max) "
         "| model size | image AUROC, raw scores | pixel AUROC, raw maps |",
@@ -186,6 +249,9 @@ def format_markdown(results: Sequence[BenchmarkResult], settings: str = "") -> s
             "| GaussFT image score (without the anomaly map only for `image_score=global`) "
             f"| {_fmt(_mean([r.image_score_throughput for r in gaussft]), 1)} |",
         ]
+    summary = format_seed_summary(results)
+    if summary:
+        lines += ["", summary.rstrip("\n")]
     targets = check_targets(results)
     if targets:
         lines += ["", "| GaussFT target | GaussFT | to reach | result |", "|---|---:|---:|---|"]
@@ -197,7 +263,7 @@ def format_markdown(results: Sequence[BenchmarkResult], settings: str = "") -> s
 
 
 def plot_auroc(results: Sequence[BenchmarkResult], path: Path) -> None:
-    """Grouped bars of image and pixel AUROC per category and model."""
+    """Grouped bars of image and pixel AUROC per category and model (the mean over seeds where there are several)."""
     import matplotlib as mpl
 
     mpl.use("Agg")
@@ -205,12 +271,18 @@ def plot_auroc(results: Sequence[BenchmarkResult], path: Path) -> None:
 
     categories = list(dict.fromkeys(r.category for r in results))
     models = list(dict.fromkeys(r.model for r in results))
-    lookup = {(r.model, r.category): r for r in results}
+    grouped: dict[tuple[str, str], list[BenchmarkResult]] = {}
+    for r in results:
+        grouped.setdefault((r.model, r.category), []).append(r)
+    lookup = {
+        key: {name: _mean([getattr(r, name) for r in rows]) for name in ("image_auroc", "pixel_auroc")}
+        for key, rows in grouped.items()
+    }
     width = 0.8 / max(len(models), 1)
     figure, axes = plt.subplots(1, 2, figsize=(max(8.0, 1.6 * len(categories) + 4), 3.8), sharey=True)
     for axis, (key, title) in zip(axes, (("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC")), strict=True):
         for offset, model in enumerate(models):
-            values = [getattr(lookup[(model, c)], key) if (model, c) in lookup else math.nan for c in categories]
+            values = [lookup[(model, c)][key] if (model, c) in lookup else math.nan for c in categories]
             positions = [i + (offset - (len(models) - 1) / 2) * width for i in range(len(categories))]
             bars = axis.bar(positions, values, width, label=model)
             axis.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
@@ -226,7 +298,10 @@ def plot_auroc(results: Sequence[BenchmarkResult], path: Path) -> None:
 
 
 def plot_scores(results: Sequence[BenchmarkResult], path: Path) -> None:
-    """Histograms of raw image scores, normal vs anomalous test images, per category (rows) and model (columns)."""
+    """Histograms of raw image scores, normal vs anomalous test images, per category (rows) and model (columns).
+
+    With several seeds, the first seed's scores (the seeds' score scales differ, so they are not pooled).
+    """
     import matplotlib as mpl
 
     mpl.use("Agg")
@@ -235,7 +310,8 @@ def plot_scores(results: Sequence[BenchmarkResult], path: Path) -> None:
 
     categories = list(dict.fromkeys(r.category for r in results))
     models = list(dict.fromkeys(r.model for r in results))
-    lookup = {(r.model, r.category): r for r in results}
+    first = _seeds(results)[0] if results else None
+    lookup = {(r.model, r.category): r for r in results if r.seed == first}
     figure, axes = plt.subplots(
         len(categories), len(models), figsize=(3.6 * len(models), 2.4 * len(categories)), squeeze=False
     )

@@ -54,6 +54,7 @@ class BenchmarkResult:
             and clamps to ``[0, 1]``: test scores beyond that range tie, which can lower the AUROC.
         pixel_auroc_raw: Test pixel AUROC of the raw anomaly maps (ranks), beside anomalib's ``pixel_auroc``.
         model_mb: Size of the trained model's serialised state dict in MB (backbone, fitted statistics, memory bank).
+        seed: The run's seed (data split and training); ``None`` in CSVs written before the column existed.
         normal_scores: Raw image scores of the normal test images (not written to the CSV).
         anomalous_scores: Raw image scores of the anomalous test images (not written to the CSV).
     """
@@ -77,6 +78,7 @@ class BenchmarkResult:
     image_auroc_raw: float = math.nan
     pixel_auroc_raw: float = math.nan
     model_mb: float = math.nan
+    seed: int | None = None
     normal_scores: list[float] = field(default_factory=list, repr=False)
     anomalous_scores: list[float] = field(default_factory=list, repr=False)
 
@@ -127,7 +129,7 @@ def read_csv(path: Path) -> list[BenchmarkResult]:
                     values[key] = text
                 elif text == "":
                     values[key] = None
-                elif key in {"epochs", "best_epoch"}:
+                elif key in {"epochs", "best_epoch", "seed"}:
                     values[key] = int(text)
                 else:
                     values[key] = float(text)

@@ -228,6 +228,7 @@ def _benchmark_one(
         image_auroc_raw=raw_auroc,
         pixel_auroc_raw=pixel_raw_auroc,
         model_mb=state_dict_megabytes(model),
+        seed=seed,
         normal_scores=normal.tolist(),
         anomalous_scores=anomalous.tolist(),
     )
