@@ -15,7 +15,7 @@ Example:
         anomalib-gaussft benchmark --threads 1                       # what docs/benchmarks.md shows (shared CPU)
         anomalib-gaussft benchmark --root ./datasets/MVTecAD --categories bottle cable --epochs 10
         python -m anomalib_gaussft.benchmark --categories brick --epochs 2 --output /tmp/bench
-        anomalib-gaussft benchmark --seed 0 1 2 --threads 1              # mean and spread over three seeds
+        anomalib-gaussft benchmark --seeds 0 1 2 --threads 1             # mean and spread over three seeds
         anomalib-gaussft benchmark --summarise run_a/results.csv run_b/results.csv --output merged
 
     The arguments, from Python:
@@ -76,7 +76,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", default="tf_efficientnet_lite0", help="timm backbone for all three models")
     parser.add_argument("--output", type=Path, default=Path("benchmark_output"), help="results, tables and plots")
     parser.add_argument(
+        "--seeds",
         "--seed",
+        dest="seeds",
         type=int,
         nargs="+",
         default=[0],
@@ -172,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         from anomalib_gaussft.data.demo_dataset import generate_demo_dataset
 
         print(f"Writing the demo dataset ({', '.join(categories)}) to ./datasets/demo ...", flush=True)
-        root = generate_demo_dataset(Path("datasets/demo"), categories, seed=args.seed[0]).resolve()
+        root = generate_demo_dataset(Path("datasets/demo"), categories, seed=args.seeds[0]).resolve()
     else:
         root = args.root.resolve()
     weights = contextlib.nullcontext()
@@ -188,8 +190,8 @@ def run(args: argparse.Namespace) -> int:
         threads = torch.get_num_threads()
         results = []
         with weights:
-            for seed in args.seed:  # one run folder per seed when there are several
-                folder = output / f"seed_{seed}" if len(args.seed) > 1 else output
+            for seed in args.seeds:  # one run folder per seed when there are several
+                folder = output / f"seed_{seed}" if len(args.seeds) > 1 else output
                 results += run_benchmark(
                     root, categories, folder, models=args.models, backbone=args.backbone, image_size=args.image_size,
                     epochs=args.epochs, pretrained=not args.random_weights, seed=seed, batch_size=args.batch_size,
@@ -197,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
                 )  # fmt: skip
     finally:
         torch.set_num_threads(previous_threads)
-    seeds = "seed" + ("s " if len(args.seed) > 1 else " ") + ", ".join(map(str, args.seed))
+    seeds = "seed" + ("s " if len(args.seeds) > 1 else " ") + ", ".join(map(str, args.seeds))
     settings = (
         f"{_command_line()}{args.backbone} at {args.image_size} px, GaussFT up to {args.epochs} epochs, {seeds}, "
         f"{threads} torch thread(s) on {os.cpu_count()} CPUs; data {root}."
