@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from anomalib_gaussft.model.anomaly_map import AnomalyMapGenerator
-from anomalib_gaussft.model.fitting import fit_training_set
+from anomalib_gaussft.model.fitting import fit_training_set, training_score_terms
 from anomalib_gaussft.model.gaussian import MultivariateGaussian, StreamingGaussianEstimator
 from anomalib_gaussft.model.local_mixture import LocalGaussianMixture, LocalVectorSample, kmeans
 from anomalib_gaussft.model.torch_model import GaussFTModel
@@ -142,6 +142,27 @@ def test_combined_image_score_equals_its_documented_formula() -> None:
     model.image_score_mode = "global"
     with torch.no_grad():
         torch.testing.assert_close(model(images).pred_score.double(), terms(images)[:, 0], rtol=1e-4, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("case", "passes"),
+    [("every vector kept", 1), ("sample thinned", 2), ("image sizes differ", 2)],
+)
+def test_training_medians_need_a_second_pass_only_when_the_first_did_not_keep_every_feature(
+    case: str, passes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The combined score's scales from the first pass's features equal those of a second pass through the model."""
+    model = _model(max_local_vectors=100 if case == "sample thinned" else 100_000)
+    train = [torch.rand(5, 3, 32, 32, generator=torch.Generator().manual_seed(seed)) for seed in range(3)]
+    if case == "image sizes differ":
+        train.append(torch.rand(2, 3, 48, 48))
+    embed, calls = model.embed, []
+    monkeypatch.setattr(model, "embed", lambda *args, **kwargs: calls.append(1) or embed(*args, **kwargs))
+    fit_training_set(model, train)
+    assert len(calls) == passes * len(train)
+    assert (model.local_mixture.fitted, model.score_scales_fitted) == (True, True)
+    second_pass = training_score_terms(model, train).nanmedian(dim=0).values
+    torch.testing.assert_close(model.score_scales, second_pass, rtol=1e-6, atol=0)
 
 
 def test_combined_score_refuses_a_missing_map_and_is_unfitted_without_its_scales() -> None:

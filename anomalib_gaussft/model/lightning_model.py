@@ -228,8 +228,9 @@ class GaussFT(FineTuningMixin, ExportMixin, AnomalibModule):
         """Estimate every Gaussian from the current network on the training set (no-grad passes).
 
         The images go through the pre-processor's transform (Lightning's hooks are not called for this loop), in
-        :func:`~anomalib_gaussft.model.fitting.fit_training_set` (one pass to fit the Gaussians, a second one for the
-        combined image score's scales). Under DDP the statistics are combined over all
+        :func:`~anomalib_gaussft.model.fitting.fit_training_set` (one pass to fit the Gaussians; the combined image
+        score's scales come from its features, or from a second pass for large training sets and under DDP). Under
+        DDP the statistics are combined over all
         ranks, so every rank holds the same Gaussians, and the images that the ``DistributedSampler`` repeats to even
         out the ranks are counted once.
 
