@@ -115,9 +115,9 @@ class _FirstPass:
     """What the first pass keeps to score the training images without a second one (see the module docstring).
 
     Attributes:
-        pooled: Pooled features per batch and global level; emptied once the local sample is thinned.
-        grid: ``(h, w)`` of the local feature map.
-        image_size: ``(H, W)`` of the pre-processed images; ``None`` if the batches differed in size.
+        pooled: Pooled features per batch and global level; emptied once a batch cannot be kept.
+        grid: ``(h, w)`` of the first batch's local feature map.
+        image_size: ``(H, W)`` of the first batch's pre-processed images.
         batch_size: Size of the first batch (the batch size the scores are computed in).
         complete: Whether every batch so far was kept (same sizes, the local sample never thinned).
     """
@@ -129,12 +129,16 @@ class _FirstPass:
     complete: bool = True
 
     def keep(self, images: torch.Tensor, pooled: list[torch.Tensor], local: torch.Tensor, unthinned: bool) -> None:
+        """Keep a batch's pooled features, unless the sample was thinned or the sizes differ from the first batch."""
         size, grid = (int(images.shape[-2]), int(images.shape[-1])), (int(local.shape[-2]), int(local.shape[-1]))
         first = not self.pooled and self.complete
         if first:
             self.grid, self.image_size, self.batch_size = grid, size, int(images.shape[0])
         self.complete = self.complete and unthinned and (size, grid) == (self.image_size, self.grid)
-        self.pooled = [*self.pooled, pooled] if self.complete else []
+        if self.complete:
+            self.pooled.append(pooled)
+        else:
+            self.pooled.clear()  # the second pass will score the images: free the copy at once
 
 
 @torch.no_grad()
