@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,9 +92,8 @@ def format_seed_summary(results: Sequence[BenchmarkResult]) -> str:
             if not means:
                 cells.append("-")
                 continue
-            centre = sum(means) / len(means)
-            spread = math.sqrt(sum((v - centre) ** 2 for v in means) / (len(means) - 1)) if len(means) > 1 else 0.0
-            cells.append(f"{centre:.{digits}f} ± {spread:.{digits}f}")
+            spread = statistics.stdev(means) if len(means) > 1 else 0.0
+            cells.append(f"{statistics.fmean(means):.{digits}f} ± {spread:.{digits}f}")
         image = ", ".join(_fmt(_mean([r.image_auroc for r in rows])) for rows in per_seed.values())
         lines.append(f"| {name} | {len(per_seed)} | {image} | {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
