@@ -89,6 +89,8 @@ RECIPES: dict[str, Recipe] = {
         Recipe("sqrtp_crossfit_frozen", weighting="sqrtp", cross_fit=True, frozen=_EARLY),
         Recipe("sqrtp_crossfit_3e-4", lr=3e-4, weighting="sqrtp", cross_fit=True),
         Recipe("sqrtp_fixedcentre", weighting="sqrtp", refit_loss_gaussian=False),
+        Recipe("warmup_frozen_3e-4", lr=3e-4, warmup_steps=12, frozen=_EARLY),
+        Recipe("warmup_frozen_1e-3", lr=1e-3, warmup_steps=12, frozen=_EARLY),
     )
 }
 """The named recipes; ``baseline`` is GaussFT's default (Adam 1e-4, all levels summed, re-fit every epoch)."""
