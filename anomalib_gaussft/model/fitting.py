@@ -131,8 +131,7 @@ class _FirstPass:
     def keep(self, images: torch.Tensor, pooled: list[torch.Tensor], local: torch.Tensor, unthinned: bool) -> None:
         """Keep a batch's pooled features, unless the sample was thinned or the sizes differ from the first batch."""
         size, grid = (int(images.shape[-2]), int(images.shape[-1])), (int(local.shape[-2]), int(local.shape[-1]))
-        first = not self.pooled and self.complete
-        if first:
+        if self.grid is None:  # the first batch
             self.grid, self.image_size, self.batch_size = grid, size, int(images.shape[0])
         self.complete = self.complete and unthinned and (size, grid) == (self.image_size, self.grid)
         if self.complete:
@@ -167,8 +166,7 @@ def accumulate_training_set(
     estimators = model.new_estimators(device)
     with _evaluating(model):
         for images in _training_batches(dataloader, transform, device):
-            pooled, local = model.embed(images)
-            estimators.update(pooled, local)
+            pooled, local = model.accumulate(images, estimators)
             if first_pass is not None:
                 unthinned = estimators.local.n_samples == estimators.local.n_seen
                 first_pass.keep(images, pooled, local, unthinned)
@@ -185,7 +183,7 @@ def _terms_from_first_pass(
     it was never thinned; the kept pooled features hold the rest.
     """
     sample = estimators.local
-    if not first_pass.complete or not first_pass.pooled or first_pass.grid is None or first_pass.image_size is None:
+    if not first_pass.complete or not first_pass.pooled:
         return None
     height, width = first_pass.grid
     positions = height * width
@@ -196,7 +194,7 @@ def _terms_from_first_pass(
     pooled = [torch.cat(level) for level in zip(*first_pass.pooled, strict=True)]
     terms = []
     with _evaluating(model):
-        for start in range(0, n_images, max(first_pass.batch_size, 1)):
+        for start in range(0, n_images, first_pass.batch_size):
             stop = min(start + first_pass.batch_size, n_images)
             grids = vectors[start * positions : stop * positions].view(stop - start, height, width, -1)
             local = grids.permute(0, 3, 1, 2)

@@ -347,9 +347,13 @@ class GaussFTModel(nn.Module):
         )
 
     @torch.no_grad()
-    def accumulate(self, images: torch.Tensor, estimators: GaussianEstimators) -> None:
-        """Add the features of a batch of normal, pre-processed images to the estimators."""
-        estimators.update(*self.embed(images))
+    def accumulate(
+        self, images: torch.Tensor, estimators: GaussianEstimators
+    ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """Add a batch of normal, pre-processed images' features to the estimators; return them (:meth:`embed`)."""
+        pooled, local = self.embed(images)
+        estimators.update(pooled, local)
+        return pooled, local
 
     def load_fits(self, estimators: GaussianEstimators) -> None:
         """Fit every estimator and store the Gaussians in the buffers (the combined score's scales come separately).
@@ -357,7 +361,7 @@ class GaussFTModel(nn.Module):
         Example:
             >>> model = GaussFTModel("resnet18", layers=["layer1"], map_layers=["layer1"], pretrained=False).eval()
             >>> estimators = model.new_estimators("cpu")
-            >>> model.accumulate(torch.rand(4, 3, 32, 32), estimators)
+            >>> _ = model.accumulate(torch.rand(4, 3, 32, 32), estimators)
             >>> model.load_fits(estimators)
             >>> bool(model.local_mixture.fitted), estimators.n_images
             (True, 4)
