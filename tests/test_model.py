@@ -15,6 +15,7 @@ from lightning.pytorch import Callback, Trainer, seed_everything
 from anomalib_gaussft import GaussFT
 from anomalib_gaussft.evaluation import rank_auroc
 from anomalib_gaussft.model.anomaly_map import AnomalyMapGenerator
+from anomalib_gaussft.model.feature_extractor import FeatureExtractor
 from anomalib_gaussft.model.gaussian import MultivariateGaussian, StreamingGaussianEstimator
 from anomalib_gaussft.model.loss import MahalanobisLoss
 from anomalib_gaussft.model.torch_model import GaussFTModel, GaussianEstimators
@@ -256,6 +257,35 @@ def test_weight_decay_reaches_adam_and_changes_the_update(epochs: dict[str, dict
     assert "conv_stem.weight" in _changed(plain["final"], decayed["final"])  # ...and another step
 
 
+def test_gaussians_are_refitted_only_after_weight_updates(demo_root, monkeypatch) -> None:
+    """The pretrained epoch changes no weight, so its fit serves it and the first fine-tuning epoch (no second fit)."""
+    torch.manual_seed(0)
+    model = GaussFT(**TINY_MODEL_KWARGS, forgetting_detection=False, visualizer=False)
+    fitted_at: list[int] = []
+    fit = model.fit_gaussians
+
+    def counting_fit(*args, **kwargs) -> None:
+        fitted_at.append(model.fine_tuning_steps)
+        fit(*args, **kwargs)
+
+    monkeypatch.setattr(model, "fit_gaussians", counting_fit)
+    trainer = Trainer(
+        max_epochs=2,
+        limit_train_batches=1,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    datamodule = MVTecAD(root=demo_root, category="brick", train_batch_size=8, eval_batch_size=8, num_workers=0)
+    trainer.fit(model, datamodule=datamodule)
+    assert model.fine_tuning_steps == 1
+    assert fitted_at == [0, 1]  # before the pretrained epoch, after the one update (the global step was 2 by then)
+
+
 # ---------------------------------------------------------------------------------------------------- scores
 def test_separable_blur_equals_padims_gaussian_blur() -> None:
     """The anomaly map equals PaDiM's upsampling and ``GaussianBlur2d`` (same sigma) to float32 rounding."""
@@ -273,6 +303,30 @@ def test_separable_blur_equals_padims_gaussian_blur() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- fitting
+@pytest.mark.parametrize("backbone", ["tf_efficientnet_lite0", "resnet18"])
+def test_channels_last_extractor_returns_the_same_features_and_gradients(backbone: str) -> None:
+    """The channels-last default (a CPU speed-up) changes neither the features nor their gradients beyond rounding."""
+    fast = FeatureExtractor(backbone, pretrained=False)
+    plain = FeatureExtractor(backbone, pretrained=False, channels_last=False)
+    plain.load_state_dict(fast.state_dict())
+    weights = [p for p in fast.parameters() if p.dim() == 4]
+    assert weights
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in weights)
+    assert any(not p.is_contiguous() for p in weights)  # e.g. the stem's (32, 3, 3, 3) kernel
+    assert all(p.is_contiguous() for p in plain.parameters())
+    images = torch.randn(2, 3, 64, 48, generator=torch.Generator().manual_seed(0))
+    fast_features, plain_features = fast(images), plain(images)
+
+    def relative_error(ours: torch.Tensor, reference: torch.Tensor) -> float:
+        return ((ours - reference).norm() / reference.norm()).item()
+
+    assert max(map(relative_error, fast_features, plain_features)) < 1e-5
+    sum(f.square().mean() for f in fast_features).backward()
+    sum(f.square().mean() for f in plain_features).backward()
+    pairs = zip(fast.parameters(), plain.parameters(), strict=True)
+    assert max(relative_error(ours.grad, reference.grad) for ours, reference in pairs) < 1e-5  # measured: ~1e-6
+
+
 def test_estimators_are_named_by_level_and_feed_the_right_gaussians() -> None:
     model = GaussFTModel("resnet18", layers=["layer1", "layer3"], map_layers=["layer2"], pretrained=False).eval()
     estimators = model.new_estimators("cpu")

@@ -188,7 +188,9 @@ class GaussFT(FineTuningMixin, ExportMixin, AnomalibModule):
         self.forgetting_detection = forgetting_detection
         self.pretrained_epoch = pretrained_epoch
         self.loss = MahalanobisLoss()
-        self._fitted_at_step: int | None = None
+        # The weight update (``fine_tuning_steps``) the Gaussians were fitted at: steps that only score (fixed
+        # features, the pretrained epoch) leave the weights, and so the fit, as they are.
+        self._fitted_at_update: int | None = None
         self._checked_image_paths: list[str] | None = None
 
     @classmethod
@@ -259,11 +261,11 @@ class GaussFT(FineTuningMixin, ExportMixin, AnomalibModule):
                 "all_gather": trainer.strategy.all_gather,
             }
         n_images = fit_training_set(self.model, dataloader, transform, self.device, **distributed)
-        self._fitted_at_step = self.global_step if trainer is not None else None
+        self._fitted_at_update = self.fine_tuning_steps if trainer is not None else None
         logger.debug("Fitted GaussFT Gaussians on %d training images.", n_images)
 
     def _refit_if_stale(self) -> None:
-        if not self.model.is_fitted or self._fitted_at_step != self.global_step:
+        if not self.model.is_fitted or self._fitted_at_update != self.fine_tuning_steps:
             self.fit_gaussians()
 
     def on_train_epoch_start(self) -> None:
