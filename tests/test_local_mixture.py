@@ -96,7 +96,12 @@ def test_sample_keeps_every_vector_below_its_limit_and_thins_reproducibly_above(
 
 def _model(**kwargs: object) -> GaussFTModel:
     torch.manual_seed(0)
-    defaults = {"layers": ["layer1", "layer2"], "map_layers": ["layer2", "layer1"], "pretrained": False}
+    defaults = {
+        "layers": ["layer1", "layer2"],
+        "map_layers": ["layer2", "layer1"],
+        "pretrained": False,
+        "image_score": "combined",  # the score with fitted scales; "geometric" has none
+    }
     return GaussFTModel("resnet18", **{**defaults, **kwargs, "local_components": 3}).eval()
 
 
@@ -106,14 +111,15 @@ def _double_distance(x: torch.Tensor, mean: torch.Tensor, whitening: torch.Tenso
     return ((centred @ precision) * centred).sum(dim=-1).sqrt()
 
 
-def test_combined_image_score_equals_its_documented_formula() -> None:
-    """``combined``: global score / its training median + top-1 % mean of the map / its training median."""
+def test_image_scores_equal_their_documented_formulas() -> None:
+    """``combined``: global / its training median + top-1 % mean of the map / its training median; ``geometric``:
+    sqrt(global * top-2 % mean of the map); ``global``: the sum of the per-level distances."""
     model = _model()
     train = [torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(seed)) for seed in range(3)]
     fit_training_set(model, train)
     assert model.is_fitted
 
-    def terms(images: torch.Tensor) -> torch.Tensor:
+    def terms(images: torch.Tensor, top_fraction: float = 0.01) -> torch.Tensor:
         with torch.no_grad():
             features = dict(zip(["layer1", "layer2"], model.feature_extractor(images), strict=True))
         pooled = [features[name].mean(dim=(2, 3)) for name in model.layers]
@@ -129,7 +135,7 @@ def test_combined_image_score_equals_its_documented_formula() -> None:
             [_double_distance(local, m, w) for m, w in zip(mixture.means, mixture.whitenings, strict=True)]
         )
         anomaly_map = AnomalyMapGenerator(sigma=4)(distances.amin(dim=0).unsqueeze(1).float(), images.shape[-2:])
-        top = anomaly_map.flatten(1).sort(dim=1, descending=True).values[:, : round(0.01 * 32 * 32)]
+        top = anomaly_map.flatten(1).sort(dim=1, descending=True).values[:, : round(top_fraction * 32 * 32)]
         return torch.stack([global_score, top.double().mean(dim=1)], dim=1)
 
     medians = torch.cat([terms(images) for images in train]).median(dim=0).values
@@ -139,9 +145,25 @@ def test_combined_image_score_equals_its_documented_formula() -> None:
         actual = model(images).pred_score
     expected = (terms(images) / medians).sum(dim=1)
     torch.testing.assert_close(actual.double(), expected, rtol=1e-4, atol=0)
+    model.image_score_mode = "geometric"
+    with torch.no_grad():
+        actual = model(images).pred_score
+    torch.testing.assert_close(actual.double(), terms(images, 0.02).prod(dim=1).sqrt(), rtol=1e-4, atol=0)
     model.image_score_mode = "global"
     with torch.no_grad():
         torch.testing.assert_close(model(images).pred_score.double(), terms(images)[:, 0], rtol=1e-4, atol=0)
+
+
+def test_geometric_score_needs_no_scales_and_fits_in_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default score ranks by the product of its terms, so no medians (and no scoring pass) are fitted."""
+    model = _model(image_score="geometric", max_local_vectors=100)  # a thinned sample: "combined" would pass twice
+    train = [torch.rand(5, 3, 32, 32, generator=torch.Generator().manual_seed(seed)) for seed in range(3)]
+    embed, calls = model.embed, []
+    monkeypatch.setattr(model, "embed", lambda *args, **kwargs: calls.append(1) or embed(*args, **kwargs))
+    fit_training_set(model, train)
+    assert len(calls) == len(train)
+    assert model.is_fitted
+    assert not model.score_scales_fitted
 
 
 @pytest.mark.parametrize(

@@ -156,18 +156,17 @@ def test_checkpoint_reloads_with_identical_scores_and_needs_no_weights(trained: 
 
 
 def test_eval_forward_with_the_default_mixture_is_exportable_with_dynamic_batch() -> None:
-    """``torch.export`` of the plain torch model with the default 16 mixture components (the test fixtures use 4).
+    """``torch.export`` of the plain torch model with the default 64 mixture components (the test fixtures use 4).
 
     The ONNX export of the whole pipeline (pre- and post-processing, onnxruntime parity) is in ``test_export.py``.
     """
     torch.manual_seed(0)
     kwargs = {key: value for key, value in TINY_MODEL_KWARGS.items() if key not in ("image_size", "local_components")}
     torch_model = GaussFTModel(**kwargs).eval()
-    assert torch_model.local_mixture.components == 16  # the default
+    assert torch_model.local_mixture.components == 64  # the default
     estimators = torch_model.new_estimators("cpu")
     torch_model.accumulate(torch.rand(24, 3, 64, 64), estimators)
     torch_model.load_fits(estimators)
-    torch_model.load_score_scales(torch.tensor([[2.0, 3.0], [4.0, 5.0]]))  # the combined score's medians
     example = torch.rand(2, 3, 64, 64)
     batch = torch.export.Dim("batch", min=1, max=64)
     exported = torch.export.export(torch_model, (example,), dynamic_shapes={"images": {0: batch}})

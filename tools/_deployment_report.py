@@ -15,7 +15,7 @@ Example:
     >>> module = GaussFT(backbone="tf_efficientnet_lite0", pretrained=False, image_size=(32, 32), visualizer=False)
     >>> stages = eager_breakdown(module.eval(), np.zeros((2, 3, 32, 32), dtype=np.float32), repeats=1, warmup=0)
     >>> [name for name, _ in stages][-3:]  # doctest: +NORMALIZE_WHITESPACE
-    ['anomaly map blur (two 33-tap 1-D passes, sigma 4)', 'image score (combined)',
+    ['anomaly map blur (two 33-tap 1-D passes, sigma 4)', 'image score (geometric)',
      'post-processing (normalise, threshold)']
 """
 

@@ -44,7 +44,7 @@ class BenchmarkResult:
         best_epoch: GaussFT: the epoch forgetting detection kept (1-based); ``None`` for the others.
         throughput: Whole-model images/s (pre-processing, model, post-processing) at batch 16.
         image_score_throughput: GaussFT only: images/s of the image-score path (backbone and pooled Gaussians; with
-            the default combined score also the anomaly map, which it needs).
+            the default geometric score also the anomaly map, which it needs).
         backbone_throughput: GaussFT only: images/s of the bare timm backbone on the same batch, measured next to
             ``image_score_throughput``.
         peak_rss_mb: Peak resident memory in MB while this model was built, trained, tested and timed.

@@ -15,7 +15,7 @@ records:
 * inference throughput in images/s: eval-mode ``model(images)`` on a batch of 16 raw test images, i.e. the whole
   anomalib module with pre-processing (resize, normalisation), the model and post-processing (normalisation,
   thresholds); for GaussFT also the image-score path alone (backbone plus pooled Gaussians, no anomaly map, with
-  ``image_score="global"``; the whole forward with the default combined score, which needs the map) next
+  ``image_score="global"``; the whole forward with the default geometric score, which needs the map) next
   to the bare timm backbone (classifier included) on the same pre-processed batch;
 * peak resident memory (RSS) during the model's fit, test and throughput runs: Linux ``VmHWM``, reset before each
   model through ``/proc/self/clear_refs``; where that is unavailable, ``resource.getrusage`` (the process's peak
@@ -112,7 +112,7 @@ def _gaussft_image_score_path(module: Any) -> Callable[[torch.Tensor], torch.Ten
     """GaussFT's image score alone.
 
     With ``image_score="global"``: the backbone, pooled features and per-level Mahalanobis distances, without the
-    anomaly map; the combined score needs the map, so it is the whole forward.
+    anomaly map; the other scores need the map, so it is the whole forward.
     """
     inner = module.model
 

@@ -90,12 +90,13 @@ class GaussFT(FineTuningMixin, ExportMixin, AnomalibModule):
             whatever its gradient, which raised the loss of the next batch 4-7x at lr 1e-4; 12 steps keep it within
             1.1x (``docs/method.md``, "How the loss behaves").
         freeze_batchnorm: Keep BatchNorm running statistics fixed while fine-tuning.
-        image_score: ``"combined"`` (default: the global score plus the anomaly map's top-1 % mean, each divided by
-            its median over the training images) or ``"global"`` (the paper: the sum of per-level Mahalanobis
-            distances of pooled features); see :class:`GaussFTModel`.
+        image_score: ``"geometric"`` (default: the geometric mean of the global score and the anomaly map's top-2 %
+            mean), ``"global"`` (the paper: the sum of per-level Mahalanobis distances of pooled features) or
+            ``"combined"`` (the default before 2026-11-29); see :class:`GaussFTModel`.
         sigma: Smoothing of the anomaly map in input pixels.
         local_components: Gaussians in the anomaly map's mixture (``1``: one Gaussian shared by every position, as in
-            the paper's segmentation).
+            the paper's segmentation). Scoring time grows with it: 64 cost about twice the backbone's time per image
+            on a CPU core (``docs/method.md``, "Anomaly maps").
         local_aggregation: Average the local features over this neighbourhood size first (``1``: none).
         forgetting_detection: Add the :class:`~anomalib_gaussft.forgetting.ForgettingDetection` callback with its
             defaults (``True``), not at all (``False``), or pass a configured instance.
@@ -133,9 +134,9 @@ class GaussFT(FineTuningMixin, ExportMixin, AnomalibModule):
         weight_decay: float = 0.0,
         warmup_steps: int = 12,
         freeze_batchnorm: bool = True,
-        image_score: str = "combined",
+        image_score: str = "geometric",
         sigma: float = 4.0,
-        local_components: int = 16,
+        local_components: int = 64,
         local_aggregation: int = 3,
         forgetting_detection: bool | Callback = True,
         target_fpr: float | None = None,

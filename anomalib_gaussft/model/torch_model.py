@@ -12,8 +12,10 @@ Data flows one way:
    neighbourhoods; a mixture of Gaussians over these local feature vectors
    (:class:`~anomalib_gaussft.model.local_mixture.LocalGaussianMixture`) gives the distance to the nearest component at
    every position; upsampled and smoothed into the anomaly map.
-4. Image score (``image_score="combined"``, the default): the global score plus the mean of the anomaly map's top
-   1 %, each divided by its median over the training images; ``"global"`` is the paper's global score alone.
+4. Image score (``image_score="geometric"``, the default): the geometric mean of the global score and the mean of the
+   anomaly map's top 2 %; ``"global"`` is the paper's global score alone; ``"combined"`` (the default before
+   2026-11-29, kept so that its checkpoints score as they did) the sum of the global score and the map's top-1 % mean,
+   each divided by its median over the training images.
 
 In training mode ``forward`` returns the pooled features (the loss needs them, with gradients); in eval mode it
 returns an :class:`~anomalib.data.InferenceBatch` with ``pred_score`` and ``anomaly_map``. The Gaussians are fitted
@@ -55,18 +57,18 @@ from anomalib_gaussft.weights import PretrainedWeightsNotFoundError
 __all__ = [
     "IMAGE_SCORES",
     "SINGLE_GAUSSIAN_SETTINGS",
-    "TOP_FRACTION",
+    "TOP_FRACTIONS",
     "GaussFTModel",
     "GaussianEstimators",
     "default_map_layers",
 ]
 
-IMAGE_SCORES = ("combined", "global")
+IMAGE_SCORES = ("geometric", "combined", "global")
 #: GaussFT without the local mixture: the paper's global image score and one Gaussian shared by every position of
 #: the anomaly map, on unaggregated local features (the model before ``docs/local_model_study.md``).
 SINGLE_GAUSSIAN_SETTINGS = {"image_score": "global", "local_components": 1, "local_aggregation": 1}
-#: The fraction of the anomaly map's pixels whose mean is the local term of the combined image score.
-TOP_FRACTION = 0.01
+#: The fraction of the anomaly map's pixels whose mean is the local term of each image score that has one.
+TOP_FRACTIONS = {"geometric": 0.02, "combined": 0.01}
 
 logger = logging.getLogger(__name__)
 
@@ -148,10 +150,12 @@ class GaussFTModel(nn.Module):
         weights_path: Local weights file for the backbone.
         freeze_batchnorm: Keep BatchNorm layers in eval mode (running statistics fixed) while training. Batches of
             normal images only would otherwise shift the statistics the pretrained features depend on.
-        image_score: ``"combined"``: the global score divided by its median over the training images plus the mean of
-            the anomaly map's top 1 % (:data:`TOP_FRACTION`) divided by its median: local evidence for small
-            defects (``docs/local_model_study.md``). ``"global"``: the sum of the per-level Mahalanobis distances of
-            the pooled features alone (the paper).
+        image_score: ``"geometric"``: the geometric mean of the global score and the mean of the anomaly map's top 2 %
+            (:data:`TOP_FRACTIONS`), pooled evidence and local evidence for small defects, each counted by its
+            ratio to its typical normal value (``docs/method.md``, "Image score"). ``"global"``: the sum of the
+            per-level Mahalanobis distances of the pooled features alone (the paper). ``"combined"``: the global
+            score divided by its median over the training images plus the mean of the map's top 1 % divided by its
+            median (the default before 2026-11-29; its medians cost a scoring pass over the training images).
         sigma: Standard deviation of the anomaly map's Gaussian smoothing, in input pixels.
         local_components: Number of Gaussians of the anomaly map's mixture (k-means clusters of the training's local
             vectors); ``1``: one Gaussian shared by every position.
@@ -168,9 +172,9 @@ class GaussFTModel(nn.Module):
         pretrained: bool = True,
         weights_path: str | None = None,
         freeze_batchnorm: bool = True,
-        image_score: str = "combined",
+        image_score: str = "geometric",
         sigma: float = 4.0,
-        local_components: int = 16,
+        local_components: int = 64,
         local_aggregation: int = 3,
         max_local_vectors: int = 100_000,
     ) -> None:
@@ -290,28 +294,38 @@ class GaussFTModel(nn.Module):
         return self.level_distances(pooled).sum(dim=1)
 
     def score_terms(self, pooled: Sequence[torch.Tensor], anomaly_map: torch.Tensor) -> torch.Tensor:
-        """The two terms of the combined image score, unscaled, shape ``(N, 2)``.
+        """The two terms of the ``"geometric"`` or ``"combined"`` image score, unscaled, shape ``(N, 2)``.
 
-        Column 0: :meth:`global_score`; column 1: the mean of the anomaly map's top :data:`TOP_FRACTION` of pixels.
+        Column 0: :meth:`global_score`; column 1: the mean of the anomaly map's top :data:`TOP_FRACTIONS` of pixels.
         """
-        return torch.stack([self.global_score(pooled), top_fraction_mean(anomaly_map, TOP_FRACTION)], dim=1)
+        local = top_fraction_mean(anomaly_map, TOP_FRACTIONS.get(self.image_score_mode, TOP_FRACTIONS["geometric"]))
+        return torch.stack([self.global_score(pooled), local], dim=1)
 
     def image_score(self, pooled: Sequence[torch.Tensor], anomaly_map: torch.Tensor | None = None) -> torch.Tensor:
-        """Image score ``(N,)`` from the pooled features (and, for ``"combined"``, the anomaly map).
+        """Image score ``(N,)`` from the pooled features (and, but for ``"global"``, the anomaly map).
 
         Args:
             pooled: Pooled features per global level, as returned by :meth:`embed`.
-            anomaly_map: The anomaly map ``(N, 1, H, W)``; needed only for ``image_score="combined"``.
+            anomaly_map: The anomaly map ``(N, 1, H, W)``; needed by ``"geometric"`` and ``"combined"``.
 
         Returns:
             The raw (unnormalised) image scores.
+
+        Example:
+            >>> model = GaussFTModel("resnet18", layers=["layer1"], map_layers=["layer1"], pretrained=False)
+            >>> pooled, anomaly_map = [torch.ones(1, 64)], torch.full((1, 1, 10, 10), 4.0)  # unfitted: N(0, I)
+            >>> model.global_score(pooled), model.image_score(pooled, anomaly_map)  # sqrt(8 * 4)
+            (tensor([8.]), tensor([5.6569]))
         """
         if self.image_score_mode == "global":
             return self.global_score(pooled)
         if anomaly_map is None:
-            msg = "image_score='combined' needs the anomaly map (`anomaly_map`)."
+            msg = f"image_score={self.image_score_mode!r} needs the anomaly map (`anomaly_map`)."
             raise ValueError(msg)
-        return (self.score_terms(pooled, anomaly_map) / self.score_scales).sum(dim=1)
+        terms = self.score_terms(pooled, anomaly_map)
+        if self.image_score_mode == "geometric":
+            return terms.clamp_min(0).prod(dim=1).sqrt()
+        return (terms / self.score_scales).sum(dim=1)
 
     def load_score_scales(self, terms: torch.Tensor) -> None:
         """Set the combined score's scales to the medians of :meth:`score_terms` over normal training images.
