@@ -66,7 +66,7 @@ TINY_MODEL_KWARGS = {
     "image_size": TINY_SIZE,
     "layers": ["blocks.2", "blocks.4", "head"],
     "map_layers": ["blocks.2", "blocks.4"],
-    # 4 instead of the default 16 mixture components: the same code paths, and an ONNX export (dynamo traces one
+    # 4 instead of the default 64 mixture components: the same code paths, and an ONNX export (dynamo traces one
     # Mahalanobis distance per component) of 7.6 instead of 12.4 s; the default is exported in tests/test_model.py.
     "local_components": 4,
 }
