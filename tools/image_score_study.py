@@ -1,7 +1,7 @@
 # Copyright (C) 2026 anomalib-gaussft developers
 # SPDX-License-Identifier: Apache-2.0
 
-"""Which image score, and how many mixture components? Chosen by pseudo-anomalies, checked against test labels.
+r"""Which image score, and how many mixture components? Chosen by pseudo-anomalies, checked against test labels.
 
 Per category GaussFT's embeddings are extracted once (fixed pretrained features, GaussFT's pre-processing): the
 pooled levels and the aggregated local map of the training images, of the test images, and of pseudo-anomalies made
@@ -25,8 +25,8 @@ MAD_t``), ``combined_sq`` (``global_sq`` in place of ``g``).
 Example:
     .. code-block:: bash
 
-        python -m tools.image_score_study --root /work/data/demo_large --categories brick cat --seeds 0 1 2 \\
-            --components 16 32 64 --output results/image_score_study
+        python -m tools.image_score_study --root /work/data/demo_large --categories brick cat \
+            --seeds 0 1 2 --components 16 32 64 --output results/image_score_study
 """
 
 from __future__ import annotations
@@ -168,8 +168,11 @@ def run_category(
 
 
 def summarize(rows: Sequence[dict]) -> str:
-    """Markdown table, best pseudo-AUROC first: means over categories and seeds, and the paired change against
-    :data:`REFERENCE` (mean and standard deviation over the category-seed pairs, wins / ties / losses)."""
+    """Markdown table, best pseudo-AUROC first.
+
+    Means over categories and seeds, and the paired change against :data:`REFERENCE` (mean and standard deviation over
+    the category-seed pairs; wins / ties / losses).
+    """
     cell = {(r["category"], int(r["seed"]), r["score"], int(r["components"])): r for r in rows}
     categories = sorted({r["category"] for r in rows})
     candidates = sorted({(r["score"], int(r["components"])) for r in rows})
@@ -185,16 +188,17 @@ def summarize(rows: Sequence[dict]) -> str:
 
     ranked = sorted(candidates, key=lambda c: -statistics.mean(value(p, c, "pseudo_auroc") for p in pairs))
     for candidate in ranked:
-        per_seed = [
-            statistics.mean(value(p, candidate, "test_auroc") for p in pairs if p[1] == s) for s in {s for _, s in pairs}
-        ]
+        seeds = sorted({seed for _, seed in pairs})
+        per_seed = [statistics.mean(value(p, candidate, "test_auroc") for p in pairs if p[1] == s) for s in seeds]
         change = (
             [value(p, candidate, "test_auroc") - value(p, REFERENCE, "test_auroc") for p in pairs]
             if REFERENCE in candidates
             else [float("nan")]
         )
         record = f"{sum(d > 0 for d in change)} / {sum(d == 0 for d in change)} / {sum(d < 0 for d in change)}"
-        per_category = [statistics.mean(value(p, candidate, "test_auroc") for p in pairs if p[0] == c) for c in categories]
+        per_category = [
+            statistics.mean(value(p, candidate, "test_auroc") for p in pairs if p[0] == c) for c in categories
+        ]
         spread = statistics.stdev(change) if len(change) > 1 else 0.0
         lines.append(
             f"| {candidate[0]} | {candidate[1]} | {statistics.mean(per_seed):.4f} | "
