@@ -360,6 +360,18 @@ def test_summarise_merges_seeds_into_mean_and_spread(tmp_path: Path, capsys: pyt
         benchmark.main(["--summarise", str(tmp_path / "missing.csv"), "--output", str(output)])
 
 
+def test_several_seeds_write_each_seeds_rows_as_it_ends(demo_root: Path, tmp_path: Path) -> None:
+    """``--seeds 0 1``: one folder per seed with its own ``results.csv`` (kept if a later seed is interrupted)."""
+    code = benchmark.main([
+        "--root", str(demo_root), "--category", "coffee", "--models", "Padim", "--seeds", "0", "1",
+        "--image-size", "64", "--output", str(tmp_path), "--random-weights", "--min-seconds", "0", "--threads", "1",
+    ])  # fmt: skip
+    assert code == 0
+    per_seed = [benchmark.read_csv(tmp_path / f"seed_{seed}" / "results.csv") for seed in (0, 1)]
+    assert [[(r.model, r.seed) for r in rows] for rows in per_seed] == [[("Padim", 0)], [("Padim", 1)]]
+    assert [(r.model, r.seed) for r in benchmark.read_csv(tmp_path / "results.csv")] == [("Padim", 0), ("Padim", 1)]
+
+
 def test_unknown_model_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="Unknown model"):
         benchmark.run_benchmark(tmp_path, ["brick"], tmp_path, models=["Fastflow"])

@@ -192,11 +192,14 @@ def run(args: argparse.Namespace) -> int:
         with weights:
             for seed in args.seeds:  # one run folder per seed when there are several
                 folder = output / f"seed_{seed}" if len(args.seeds) > 1 else output
-                results += run_benchmark(
+                seed_results = run_benchmark(
                     root, categories, folder, models=args.models, backbone=args.backbone, image_size=args.image_size,
                     epochs=args.epochs, pretrained=not args.random_weights, seed=seed, batch_size=args.batch_size,
                     num_workers=args.num_workers, min_seconds=args.min_seconds,
                 )  # fmt: skip
+                if len(args.seeds) > 1:  # kept if a later seed is interrupted (merge them with --summarise)
+                    write_csv(seed_results, folder / "results.csv")
+                results += seed_results
     finally:
         torch.set_num_threads(previous_threads)
     seeds = "seed" + ("s " if len(args.seeds) > 1 else " ") + ", ".join(map(str, args.seeds))
