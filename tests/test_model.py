@@ -202,16 +202,12 @@ def _changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) ->
     return [key for key, value in before.items() if not torch.equal(value, after[key])]
 
 
-def _one_epoch(demo_root, **kwargs) -> dict:
-    """One epoch of one batch from the same initial weights and data: the backbone before and after, the optimiser."""
-    torch.manual_seed(0)
-    model = GaussFT(**TINY_MODEL_KWARGS, forgetting_detection=False, visualizer=False, lr=1e-3, **kwargs)
-    initial = _backbone_state(model)
-    seed_everything(0)
+def _fit_one_batch_per_epoch(model: GaussFT, demo_root, epochs: int, validate: bool) -> Trainer:
+    """A quiet CPU ``Trainer`` fitted on brick with one training (and, if ``validate``, one validation) batch."""
     trainer = Trainer(
-        max_epochs=1,
+        max_epochs=epochs,
         limit_train_batches=1,
-        limit_val_batches=0,
+        limit_val_batches=int(validate),
         num_sanity_val_steps=0,
         accelerator="cpu",
         logger=False,
@@ -221,6 +217,16 @@ def _one_epoch(demo_root, **kwargs) -> dict:
     )
     datamodule = MVTecAD(root=demo_root, category="brick", train_batch_size=8, eval_batch_size=8, num_workers=0)
     trainer.fit(model, datamodule=datamodule)
+    return trainer
+
+
+def _one_epoch(demo_root, **kwargs) -> dict:
+    """One epoch of one batch from the same initial weights and data: the backbone before and after, the optimiser."""
+    torch.manual_seed(0)
+    model = GaussFT(**TINY_MODEL_KWARGS, forgetting_detection=False, visualizer=False, lr=1e-3, **kwargs)
+    initial = _backbone_state(model)
+    seed_everything(0)
+    trainer = _fit_one_batch_per_epoch(model, demo_root, epochs=1, validate=False)
     return {"initial": initial, "final": _backbone_state(model), "optimizer": trainer.optimizers[0]}
 
 
@@ -268,19 +274,7 @@ def test_gaussians_are_refitted_only_after_weight_updates(demo_root, monkeypatch
         fit(*args, **kwargs)
 
     monkeypatch.setattr(model, "fit_gaussians", counting_fit)
-    trainer = Trainer(
-        max_epochs=2,
-        limit_train_batches=1,
-        limit_val_batches=1,
-        num_sanity_val_steps=0,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    datamodule = MVTecAD(root=demo_root, category="brick", train_batch_size=8, eval_batch_size=8, num_workers=0)
-    trainer.fit(model, datamodule=datamodule)
+    _fit_one_batch_per_epoch(model, demo_root, epochs=2, validate=True)
     assert model.fine_tuning_steps == 1
     assert fitted_at == [0, 1]  # before the pretrained epoch, after the one update (the global step was 2 by then)
 

@@ -22,7 +22,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import sys
@@ -33,6 +32,7 @@ import torch
 
 from anomalib_gaussft.data import DEFAULT_CATEGORIES
 from anomalib_gaussft.forgetting.stop_rule import select_epoch
+from tools._csv import write_rows
 
 __all__ = ["TestSetTracker", "select_epoch"]
 
@@ -154,10 +154,7 @@ def _write_outputs(results: dict[str, dict], output: Path, patience: int, comman
 
     output.mkdir(parents=True, exist_ok=True)
     rows = [row for result in results.values() for row in result["rows"]]
-    with (output / "forgetting_curves.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(output / "forgetting_curves.csv", rows)
     table = _ablation(results, patience)
     categories = list(results)
     lines = [

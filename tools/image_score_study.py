@@ -32,7 +32,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import time
 from collections.abc import Sequence
@@ -45,6 +44,7 @@ from anomalib_gaussft.forgetting.pseudo_anomalies import PSEUDO_ANOMALIES, build
 from anomalib_gaussft.model.anomaly_map import top_fraction_mean
 from anomalib_gaussft.model.local_mixture import LocalGaussianMixture
 from anomalib_gaussft.model.torch_model import GaussFTModel
+from tools._csv import write_rows
 
 __all__ = ["Embeddings", "candidate_scores", "extract", "run_category", "summarize"]
 
@@ -232,10 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = extract(args.root, category, model, args.image_size)
         rows += run_category(data, model, category, args.seeds, args.components, args.image_size)
         print(f"{category}: {time.perf_counter() - start:.1f} s", flush=True)
-        with (args.output / "image_score_study.csv").open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_rows(args.output / "image_score_study.csv", rows)
     print(summarize(rows))
     return 0
 

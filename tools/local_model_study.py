@@ -42,6 +42,7 @@ from anomalib_gaussft.evaluation import rank_auroc
 from anomalib_gaussft.model.anomaly_map import AnomalyMapGenerator, concatenate_local_features
 from anomalib_gaussft.model.gaussian import MultivariateGaussian, StreamingGaussianEstimator, mahalanobis_distance
 from anomalib_gaussft.model.torch_model import SINGLE_GAUSSIAN_SETTINGS, GaussFTModel
+from tools._csv import write_rows
 
 __all__ = ["DEFAULT_CANDIDATES", "Features", "extract", "kmeans", "make_local_model", "run_category", "summarize"]
 
@@ -439,10 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{category}: candidates in {time.perf_counter() - start:.1f} s", flush=True)
         rows += new
         del features
-        with path.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_rows(path, rows)
     print(summarize(rows))
     return 0
 
