@@ -95,8 +95,8 @@ class GaussFT(FineTuningMixin, ExportMixin, AnomalibModule):
             ``"combined"`` (the default before 2026-11-29); see :class:`GaussFTModel`.
         sigma: Smoothing of the anomaly map in input pixels.
         local_components: Gaussians in the anomaly map's mixture (``1``: one Gaussian shared by every position, as in
-            the paper's segmentation). Scoring time grows with it: 64 cost about twice the backbone's time per image
-            on a CPU core (``docs/method.md``, "Image score").
+            the paper's segmentation). Scoring time grows with it: 64 cost about the backbone's time per image on a
+            CPU core (``docs/method.md``, "Image score").
         local_aggregation: Average the local features over this neighbourhood size first (``1``: none).
         forgetting_detection: Add the :class:`~anomalib_gaussft.forgetting.ForgettingDetection` callback with its
             defaults (``True``), not at all (``False``), or pass a configured instance.
