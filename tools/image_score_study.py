@@ -145,7 +145,7 @@ def run_category(
         estimators = model.new_estimators("cpu")
         estimators.update([level[fit] for level in train_pooled], train_local[fit].float())
         model.load_fits(estimators)
-        pseudo = [(data["pseudo"][name][0], data["pseudo"][name][1]) for name in data["pseudo"]]
+        pseudo = list(data["pseudo"].values())  # (pooled levels, local map) per generator
         pseudo_set = (
             [torch.cat([level[held]] + [p[i][held] for p, _ in pseudo]) for i, level in enumerate(train_pooled)],
             torch.cat([train_local[held]] + [local[held] for _, local in pseudo]),
