@@ -117,6 +117,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="torch intra-op threads (default: torch's choice). On a machine shared with other jobs use 1: "
         "OpenMP threads waiting for a descheduled sibling can make every layer many times slower",
     )
+    parser.add_argument(
+        "--limit-heap",
+        action="store_true",
+        help="serve allocations of 1 MiB and more with mmap (glibc), as MALLOC_MMAP_THRESHOLD_=1048576 does: only if "
+        "memory grows without bound on your machine; it slows every model (docs/benchmarks.md)",
+    )
 
 
 def _command_line() -> str:
@@ -195,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
                 seed_results = run_benchmark(
                     root, categories, folder, models=args.models, backbone=args.backbone, image_size=args.image_size,
                     epochs=args.epochs, pretrained=not args.random_weights, seed=seed, batch_size=args.batch_size,
-                    num_workers=args.num_workers, min_seconds=args.min_seconds,
+                    num_workers=args.num_workers, min_seconds=args.min_seconds, limit_heap=args.limit_heap,
                 )  # fmt: skip
                 if len(args.seeds) > 1:  # kept if a later seed is interrupted (merge them with --summarise)
                     write_csv(seed_results, folder / "results.csv")

@@ -48,7 +48,6 @@ Example:
 
 from __future__ import annotations
 
-import gc
 import math
 import time
 import warnings
@@ -61,6 +60,7 @@ from anomalib_gaussft.benchmark.measure import (
     limit_heap_fragmentation,
     measure_throughput,
     peak_rss_mb,
+    release_free_memory,
     reset_peak_rss,
     state_dict_megabytes,
 )
@@ -150,7 +150,7 @@ def _benchmark_one(
     from anomalib_gaussft.evaluation import rank_auroc
     from anomalib_gaussft.forgetting import ForgettingDetection
 
-    gc.collect()
+    release_free_memory()  # the previous model's freed heap must not count towards this model's peak
     reset_peak_rss()
     seed_everything(seed, workers=True)
     datamodule = MVTecAD(
@@ -248,6 +248,7 @@ def run_benchmark(
     batch_size: int = 16,
     num_workers: int = 0,
     min_seconds: float = 3.0,
+    limit_heap: bool = False,
 ) -> list[BenchmarkResult]:
     """Benchmark ``models`` on every category of an MVTec-layout dataset; write nothing.
 
@@ -267,6 +268,10 @@ def run_benchmark(
         batch_size: Train and eval batch size.
         num_workers: Dataloader workers.
         min_seconds: Minimum timed wall time of each throughput measurement.
+        limit_heap: Serve allocations of 1 MiB and more with ``mmap`` for the rest of the process
+            (:func:`~anomalib_gaussft.benchmark.measure.limit_heap_fragmentation`). Off by default: every model then
+            runs under the allocator its users get; on this machine the limit doubled GaussFT's fit time and halved
+            every model's throughput (``docs/benchmarks.md``).
 
     Returns:
         One :class:`BenchmarkResult` per category and model.
@@ -275,7 +280,8 @@ def run_benchmark(
     if unknown:
         msg = f"Unknown model(s) {unknown} (setting `--models`); choose from {MODEL_CHOICES}."
         raise ValueError(msg)
-    limit_heap_fragmentation()
+    if limit_heap:
+        limit_heap_fragmentation()
     results = []
     steps = len(categories) * len(models)
     for index, (category, name) in enumerate(((c, m) for c in categories for m in models), start=1):
