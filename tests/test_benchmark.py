@@ -10,6 +10,7 @@ module fixture and runs while the in-process tests of :mod:`anomalib_gaussft.ben
 
 from __future__ import annotations
 
+import argparse
 import csv
 import math
 import os
@@ -360,8 +361,15 @@ def test_summarise_merges_seeds_into_mean_and_spread(tmp_path: Path, capsys: pyt
         benchmark.main(["--summarise", str(tmp_path / "missing.csv"), "--output", str(output)])
 
 
-def test_several_seeds_write_each_seeds_rows_as_it_ends(demo_root: Path, tmp_path: Path) -> None:
-    """``--seeds 0 1``: one folder per seed with its own ``results.csv`` (kept if a later seed is interrupted)."""
+def test_several_seeds_write_each_seeds_rows_as_it_ends(
+    demo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--seeds 0 1``: one folder per seed with its own ``results.csv`` (kept if a later seed is interrupted), under
+    the default allocator (no ``--limit-heap``)."""
+    import anomalib_gaussft.benchmark.runner as runner
+
+    heap_limits: list[None] = []
+    monkeypatch.setattr(runner, "limit_heap_fragmentation", lambda: heap_limits.append(None))
     code = benchmark.main([
         "--root", str(demo_root), "--category", "coffee", "--models", "Padim", "--seeds", "0", "1",
         "--image-size", "64", "--output", str(tmp_path), "--random-weights", "--min-seconds", "0", "--threads", "1",
@@ -370,6 +378,24 @@ def test_several_seeds_write_each_seeds_rows_as_it_ends(demo_root: Path, tmp_pat
     per_seed = [benchmark.read_csv(tmp_path / f"seed_{seed}" / "results.csv") for seed in (0, 1)]
     assert [[(r.model, r.seed) for r in rows] for rows in per_seed] == [[("Padim", 0)], [("Padim", 1)]]
     assert [(r.model, r.seed) for r in benchmark.read_csv(tmp_path / "results.csv")] == [("Padim", 0), ("Padim", 1)]
+    assert heap_limits == []
+
+
+def test_limit_heap_is_opt_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--limit-heap`` sets glibc's mmap threshold once per run; without it the allocator is left alone (the
+    threshold doubled GaussFT's fit time, docs/benchmarks.md)."""
+    import anomalib_gaussft.benchmark.runner as runner
+
+    heap_limits: list[None] = []
+    monkeypatch.setattr(runner, "limit_heap_fragmentation", lambda: heap_limits.append(None))
+    assert benchmark.run_benchmark(tmp_path, [], tmp_path) == []
+    assert heap_limits == []
+    assert benchmark.run_benchmark(tmp_path, [], tmp_path, limit_heap=True) == []
+    assert heap_limits == [None]
+    parser = argparse.ArgumentParser()
+    benchmark.add_arguments(parser)
+    assert parser.parse_args(["--limit-heap"]).limit_heap
+    assert not parser.parse_args([]).limit_heap
 
 
 def test_unknown_model_is_rejected(tmp_path: Path) -> None:

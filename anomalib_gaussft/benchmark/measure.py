@@ -7,8 +7,8 @@
 * :func:`reset_peak_rss`, :func:`peak_rss_mb`, :func:`current_rss_mb`: the kernel's peak resident set size
   (Linux ``VmHWM``, reset through ``/proc/self/clear_refs``) and the current one (``VmRSS``); elsewhere
   ``resource.getrusage`` (the process's lifetime peak).
-* :func:`limit_heap_fragmentation`: make glibc return large freed blocks to the system, so that one model's
-  temporaries do not inflate the next model's peak; :func:`release_free_memory`: return what is free now.
+* :func:`limit_heap_fragmentation`: make glibc return large freed blocks to the system (opt-in: it slows every
+  model); :func:`release_free_memory`: return what is free now.
 
 Example:
     >>> import torch
@@ -164,9 +164,12 @@ def current_rss_mb() -> float:
 def limit_heap_fragmentation() -> None:
     """Serve allocations of 1 MiB and more with ``mmap`` (glibc), so that freed tensors go back to the system.
 
-    Without it, PatchCore's coreset selection (a fresh ``N x d`` temporary per selected point, interleaved with
-    small allocations of its progress bar) grew the glibc heap by about one temporary per iteration on this
-    machine, to over 20 GB. Equivalent to ``MALLOC_MMAP_THRESHOLD_=1048576``; a no-op outside glibc.
+    Opt-in (``anomalib-gaussft benchmark --limit-heap``): an earlier version of this benchmark saw PatchCore's
+    coreset selection grow the glibc heap by about one ``N x d`` temporary per selected point, to over 20 GB; that
+    no longer reproduced with torch 2.14.1 (PatchCore on brick at 224 px: peak RSS 2.5 GB without the limit). The
+    limit has a price: every freed large tensor goes back to the kernel and the next one is faulted in afresh, which
+    on this machine doubled GaussFT's fit (brick: 62 -> 132 s) and halved every model's throughput. Equivalent to
+    ``MALLOC_MMAP_THRESHOLD_=1048576``; it cannot be undone in the same process; a no-op outside glibc.
 
     Example:
         >>> limit_heap_fragmentation()  # idempotent; nothing to see but the peak RSS of later runs
