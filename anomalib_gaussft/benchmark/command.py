@@ -118,6 +118,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "OpenMP threads waiting for a descheduled sibling can make every layer many times slower",
     )
     parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run all models and categories in this process, one after another, instead of each in a fresh process "
+        "as `anomalib train` does (later models then inherit the allocator's state: faster or slower fits)",
+    )
+    parser.add_argument(
         "--limit-heap",
         action="store_true",
         help="serve allocations of 1 MiB and more with mmap (glibc), as MALLOC_MMAP_THRESHOLD_=1048576 does: only if "
@@ -202,6 +208,7 @@ def run(args: argparse.Namespace) -> int:
                     root, categories, folder, models=args.models, backbone=args.backbone, image_size=args.image_size,
                     epochs=args.epochs, pretrained=not args.random_weights, seed=seed, batch_size=args.batch_size,
                     num_workers=args.num_workers, min_seconds=args.min_seconds, limit_heap=args.limit_heap,
+                    isolate=not args.in_process,
                 )  # fmt: skip
                 if len(args.seeds) > 1:  # kept if a later seed is interrupted (merge them with --summarise)
                     write_csv(seed_results, folder / "results.csv")
@@ -209,9 +216,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         torch.set_num_threads(previous_threads)
     seeds = "seed" + ("s " if len(args.seeds) > 1 else " ") + ", ".join(map(str, args.seeds))
+    processes = "all in one process" if args.in_process else "each model and category in a fresh process"
     settings = (
         f"{_command_line()}{args.backbone} at {args.image_size} px, GaussFT up to {args.epochs} epochs, {seeds}, "
-        f"{threads} torch thread(s) on {os.cpu_count()} CPUs; data {root}."
+        f"{threads} torch thread(s) on {os.cpu_count()} CPUs, {processes}; data {root}."
     )
     _write_report(results, settings, output, start)
     return 0

@@ -3,6 +3,9 @@
 
 """One model on one category, and every model on every category: train, test, time, measure memory.
 
+Every model runs on every category in a fresh Python process (``isolate=True``, the default), as a user's
+``anomalib train`` does: the allocator's state that one model leaves behind changes the next model's speed (a
+PatchCore fit that follows another model in the same process took 30 s instead of 140 s, ``docs/benchmarks.md``).
 For every category and model the benchmark builds a fresh ``MVTecAD`` datamodule (thresholds are fitted on
 anomalib's synthetic anomalies made from 20 % of the training images, ``val_split_mode="synthetic"``, for all three
 models alike: no test label is seen before testing), trains the model with anomalib's ``Engine`` and tests it. It
@@ -38,7 +41,8 @@ Example:
     >>> root = generate_demo_dataset(folder / "data", ["brick"], image_size=32, n_train=10, n_test_good=4,
     ...                              n_test_defect=2)
     >>> results = run_benchmark(root, ["brick"], folder / "out", models=["GaussFT-fixed"], image_size=32,
-    ...                         epochs=1, pretrained=False, batch_size=4, min_seconds=0.0)  # doctest: +ELLIPSIS
+    ...                         epochs=1, pretrained=False, batch_size=4, min_seconds=0.0,
+    ...                         isolate=False)  # doctest: +ELLIPSIS
     [1/1] GaussFT-fixed on 'brick': fit, test, throughput ...
     [1/1] GaussFT-fixed on 'brick': image AUROC ...
     >>> [(r.model, r.category, r.epochs, len(r.normal_scores), len(r.anomalous_scores)) for r in results]
@@ -48,10 +52,13 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
+import multiprocessing
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -234,6 +241,26 @@ def _benchmark_one(
     )
 
 
+def _run_job(
+    name: str, root: Path, category: str, *, threads: int, limit_heap: bool, **settings: Any
+) -> BenchmarkResult:
+    """:func:`_benchmark_one` under the run's process settings (torch threads, heap limit), here or in a child."""
+    import torch
+
+    torch.set_num_threads(threads)
+    if limit_heap:
+        limit_heap_fragmentation()
+    with warnings.catch_warnings():  # metrics are read from `Engine.test`, not from a Lightning logger
+        warnings.filterwarnings("ignore", message=".*but have no logger configured.*")
+        return _benchmark_one(name, root, category, **settings)
+
+
+def _in_fresh_process(job: Callable[..., BenchmarkResult], *args: Any) -> BenchmarkResult:
+    """``job(*args)`` in a new spawned Python process (errors re-raised here)."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(job, *args).result()
+
+
 def run_benchmark(
     root: Path,
     categories: Sequence[str],
@@ -249,6 +276,7 @@ def run_benchmark(
     num_workers: int = 0,
     min_seconds: float = 3.0,
     limit_heap: bool = False,
+    isolate: bool = True,
 ) -> list[BenchmarkResult]:
     """Benchmark ``models`` on every category of an MVTec-layout dataset; write nothing.
 
@@ -268,10 +296,12 @@ def run_benchmark(
         batch_size: Train and eval batch size.
         num_workers: Dataloader workers.
         min_seconds: Minimum timed wall time of each throughput measurement.
-        limit_heap: Serve allocations of 1 MiB and more with ``mmap`` for the rest of the process
+        limit_heap: Serve allocations of 1 MiB and more with ``mmap`` in every model's process
             (:func:`~anomalib_gaussft.benchmark.measure.limit_heap_fragmentation`). Off by default: every model then
             runs under the allocator its users get; on this machine the limit doubled GaussFT's fit time and halved
             every model's throughput (``docs/benchmarks.md``).
+        isolate: Run every model on every category in a fresh spawned process (its fit, test and throughput);
+            ``False``: all in this process, one after another (faster to start; later models inherit the heap).
 
     Returns:
         One :class:`BenchmarkResult` per category and model.
@@ -280,18 +310,19 @@ def run_benchmark(
     if unknown:
         msg = f"Unknown model(s) {unknown} (setting `--models`); choose from {MODEL_CHOICES}."
         raise ValueError(msg)
-    if limit_heap:
-        limit_heap_fragmentation()
+    import torch
+
+    job = functools.partial(
+        _run_job, threads=torch.get_num_threads(), limit_heap=limit_heap, backbone=backbone, image_size=image_size,
+        epochs=epochs, pretrained=pretrained, seed=seed, batch_size=batch_size, num_workers=num_workers,
+        output=output, min_seconds=min_seconds,
+    )  # fmt: skip
     results = []
     steps = len(categories) * len(models)
     for index, (category, name) in enumerate(((c, m) for c in categories for m in models), start=1):
-        print(f"[{index}/{steps}] {name} on {category!r}: fit, test, throughput ...", flush=True)
-        with warnings.catch_warnings():  # metrics are read from `Engine.test`, not from a Lightning logger
-            warnings.filterwarnings("ignore", message=".*but have no logger configured.*")
-            result = _benchmark_one(
-                name, root, category, backbone=backbone, image_size=image_size, epochs=epochs, pretrained=pretrained,
-                seed=seed, batch_size=batch_size, num_workers=num_workers, output=output, min_seconds=min_seconds,
-            )  # fmt: skip
+        where = "in a fresh process" if isolate else "in this process"
+        print(f"[{index}/{steps}] {name} on {category!r}: fit, test, throughput {where} ...", flush=True)
+        result = _in_fresh_process(job, name, root, category) if isolate else job(name, root, category)
         print(
             f"[{index}/{steps}] {name} on {category!r}: image AUROC {result.image_auroc:.3f}, pixel AUROC "
             f"{result.pixel_auroc:.3f}, AUPRO {result.pixel_aupro:.3f}, fit {result.fit_seconds:.1f} s, "
