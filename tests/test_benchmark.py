@@ -295,7 +295,7 @@ def test_benchmark_run_writes_csv_markdown_and_plots(
     output = tmp_path / "out"
     code = benchmark.main([
         "--root", str(demo_root), "--category", "coffee", "--epochs", "1", "--image-size", "64",
-        "--output", str(output), "--random-weights", "--min-seconds", "0", "--threads", "1",
+        "--output", str(output), "--random-weights", "--min-seconds", "0", "--threads", "1", "--in-process",
     ])  # fmt: skip
     assert code == 0
     assert torch.get_num_threads() == threads  # restored
@@ -373,6 +373,7 @@ def test_several_seeds_write_each_seeds_rows_as_it_ends(
     code = benchmark.main([
         "--root", str(demo_root), "--category", "coffee", "--models", "Padim", "--seeds", "0", "1",
         "--image-size", "64", "--output", str(tmp_path), "--random-weights", "--min-seconds", "0", "--threads", "1",
+        "--in-process",
     ])  # fmt: skip
     assert code == 0
     per_seed = [benchmark.read_csv(tmp_path / f"seed_{seed}" / "results.csv") for seed in (0, 1)]
@@ -382,20 +383,40 @@ def test_several_seeds_write_each_seeds_rows_as_it_ends(
 
 
 def test_limit_heap_is_opt_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``--limit-heap`` sets glibc's mmap threshold once per run; without it the allocator is left alone (the
-    threshold doubled GaussFT's fit time, docs/benchmarks.md)."""
+    """``--limit-heap`` sets glibc's mmap threshold in each model's process; without it the allocator is left alone
+    (the threshold doubled GaussFT's fit time, docs/benchmarks.md)."""
     import anomalib_gaussft.benchmark.runner as runner
 
     heap_limits: list[None] = []
     monkeypatch.setattr(runner, "limit_heap_fragmentation", lambda: heap_limits.append(None))
-    assert benchmark.run_benchmark(tmp_path, [], tmp_path) == []
+    monkeypatch.setattr(runner, "_benchmark_one", lambda name, root, category, **_: _result(name, category))
+    assert [r.model for r in benchmark.run_benchmark(tmp_path, ["a"], tmp_path, models=["Padim"], isolate=False)] == [
+        "Padim"
+    ]
     assert heap_limits == []
-    assert benchmark.run_benchmark(tmp_path, [], tmp_path, limit_heap=True) == []
-    assert heap_limits == [None]
+    benchmark.run_benchmark(tmp_path, ["a", "b"], tmp_path, models=["Padim"], isolate=False, limit_heap=True)
+    assert heap_limits == [None, None]
     parser = argparse.ArgumentParser()
     benchmark.add_arguments(parser)
     assert parser.parse_args(["--limit-heap"]).limit_heap
     assert not parser.parse_args([]).limit_heap
+
+
+def test_each_model_runs_in_a_fresh_process(demo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default: every model and category runs in a spawned child process, which a patch made here does not
+    reach (in this process the same call reaches it, test above), and its result comes back."""
+    import anomalib_gaussft.benchmark.runner as runner
+
+    heap_limits: list[None] = []
+    monkeypatch.setattr(runner, "limit_heap_fragmentation", lambda: heap_limits.append(None))
+    results = benchmark.run_benchmark(
+        demo_root, ["coffee"], tmp_path, models=["Padim"], image_size=64, pretrained=False, batch_size=8,
+        min_seconds=0.0, limit_heap=True,
+    )  # fmt: skip
+    assert [(r.model, r.category, r.seed) for r in results] == [("Padim", "coffee", 0)]
+    assert results[0].fit_seconds > 0
+    assert len(results[0].normal_scores) == 6  # the demo's good coffee test images, scored in the child
+    assert heap_limits == []
 
 
 def test_unknown_model_is_rejected(tmp_path: Path) -> None:
