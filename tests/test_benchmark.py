@@ -19,6 +19,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -402,21 +403,38 @@ def test_limit_heap_is_opt_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert not parser.parse_args([]).limit_heap
 
 
-def test_each_model_runs_in_a_fresh_process(demo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The default: every model and category runs in a spawned child process, which a patch made here does not
-    reach (in this process the same call reaches it, test above), and its result comes back."""
+def test_each_model_runs_in_a_fresh_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default sends every model and category, as a picklable job, to a fresh process; ``isolate=False`` runs the
+    same job here. (A real job in a child costs ~9 s of imports; ``docs/benchmarks.md`` ran 48 of them.)"""
+    import pickle
+
     import anomalib_gaussft.benchmark.runner as runner
 
-    heap_limits: list[None] = []
-    monkeypatch.setattr(runner, "limit_heap_fragmentation", lambda: heap_limits.append(None))
-    results = benchmark.run_benchmark(
-        demo_root, ["coffee"], tmp_path, models=["Padim"], image_size=64, pretrained=False, batch_size=8,
-        min_seconds=0.0, limit_heap=True,
-    )  # fmt: skip
-    assert [(r.model, r.category, r.seed) for r in results] == [("Padim", "coffee", 0)]
-    assert results[0].fit_seconds > 0
-    assert len(results[0].normal_scores) == 6  # the demo's good coffee test images, scored in the child
-    assert heap_limits == []
+    sent: list[tuple[str, str]] = []
+
+    def fake_fresh_process(job: Any, name: str, root: Path, category: str) -> BenchmarkResult:
+        restored = pickle.loads(pickle.dumps(job))  # what spawn does with it
+        assert restored.keywords == job.keywords
+        assert restored.func is runner._run_job
+        sent.append((name, category))
+        return _result(name, category)
+
+    monkeypatch.setattr(runner, "_in_fresh_process", fake_fresh_process)
+    monkeypatch.setattr(runner, "_benchmark_one", lambda name, root, category, **_: _result(name, category, epochs=2))
+    results = benchmark.run_benchmark(tmp_path, ["a", "b"], tmp_path, models=["Padim", "Patchcore"])
+    assert sent == [("Padim", "a"), ("Patchcore", "a"), ("Padim", "b"), ("Patchcore", "b")]
+    assert [r.epochs for r in results] == [1] * 4
+    in_process = benchmark.run_benchmark(tmp_path, ["a"], tmp_path, models=["Padim"], isolate=False)
+    assert [r.epochs for r in in_process] == [2]
+    assert len(sent) == 4
+
+
+def test_fresh_process_is_another_process_and_reraises() -> None:
+    import anomalib_gaussft.benchmark.runner as runner
+
+    assert runner._in_fresh_process(os.getpid) != os.getpid()
+    with pytest.raises(ValueError, match="math domain error"):
+        runner._in_fresh_process(math.sqrt, -1.0)
 
 
 def test_unknown_model_is_rejected(tmp_path: Path) -> None:
