@@ -165,8 +165,9 @@ def limit_heap_fragmentation() -> None:
     """Serve allocations of 1 MiB and more with ``mmap`` (glibc), so that freed tensors go back to the system.
 
     Opt-in (``anomalib-gaussft benchmark --limit-heap``): an earlier version of this benchmark saw PatchCore's
-    coreset selection grow the glibc heap by about one ``N x d`` temporary per selected point, to over 20 GB; that
-    no longer reproduced with torch 2.14.1 (PatchCore on brick at 224 px: peak RSS 2.5 GB without the limit). The
+    coreset selection grow the glibc heap by about one ``N x d`` temporary per selected point, to over 20 GB. Under
+    glibc's default settings it did not reproduce (PatchCore on brick at 224 px: peak RSS 2.5 GB); with a fixed
+    mmap threshold above the 39 MB temporaries (64 MiB) it did (22.5 GB, killed by the OOM killer). The
     limit has a price: every freed large tensor goes back to the kernel and the next one is faulted in afresh, which
     on this machine doubled GaussFT's fit (brick: 62 -> 132 s) and halved every model's throughput. Equivalent to
     ``MALLOC_MMAP_THRESHOLD_=1048576``; it cannot be undone in the same process; a no-op outside glibc.
