@@ -12,9 +12,10 @@
 
 Example:
     >>> import torch
+    >>> release_free_memory()  # free heap pages that earlier work left resident would be reused without a fault
     >>> _ = reset_peak_rss()
     >>> before = current_rss_mb()
-    >>> # 64 MiB: above glibc's largest mmap threshold (32 MiB), so fresh pages, not reused free heap memory
+    >>> # 64 MiB: above glibc's largest dynamic mmap threshold (32 MiB)
     >>> block = torch.ones(64 * 2**20, dtype=torch.uint8).add_(1)
     >>> round(peak_rss_mb() - before) >= 64
     True
