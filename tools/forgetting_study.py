@@ -49,6 +49,8 @@ def _tracker_class() -> type:
         def __init__(self) -> None:
             self.image_auroc: list[float] = []
             self.pixel_auroc: list[float] = []
+            self.scores: list[list[float]] = []
+            self.labels: list[bool] = []
 
         @torch.no_grad()
         def on_validation_epoch_end(self, trainer, pl_module) -> None:
@@ -66,6 +68,8 @@ def _tracker_class() -> type:
                     masks.append(mask.cpu().flatten() > 0)
             score, label = torch.cat(scores), torch.cat(labels).bool()
             pixel, mask = torch.cat(maps), torch.cat(masks)
+            self.scores.append(score.tolist())
+            self.labels = label.tolist()
             self.image_auroc.append(rank_auroc(score[~label], score[label]))
             self.pixel_auroc.append(rank_auroc(pixel[~mask], pixel[mask]))
 
@@ -73,8 +77,29 @@ def _tracker_class() -> type:
 
 
 def TestSetTracker() -> object:  # noqa: N802 - a factory so that importing this module stays light
-    """A Lightning callback recording the test image and pixel AUROC after every validation epoch."""
+    """A Lightning callback recording the test image and pixel AUROC (and image scores) after every validation."""
     return _tracker_class()()
+
+
+def _recording_detector(**kwargs: object) -> object:
+    """A :class:`~anomalib_gaussft.forgetting.ForgettingDetection` that keeps every epoch's held-out image scores.
+
+    ``detector.holdout_history[epoch]`` is ``{"normal": [...], "<augmentation>": [...]}``, the scores the
+    pseudo-AUROC of that epoch was computed from, for studying other selection rules afterwards.
+    """
+    from anomalib_gaussft import ForgettingDetection
+
+    class _Recording(ForgettingDetection):
+        def __init__(self, **kwargs: object) -> None:
+            super().__init__(**kwargs)
+            self.holdout_history: list[dict[str, list[float]]] = []
+
+        def holdout_scores(self, pl_module):
+            normal, pseudo = super().holdout_scores(pl_module)
+            self.holdout_history.append({"normal": normal.tolist(), **{k: v.tolist() for k, v in pseudo.items()}})
+            return normal, pseudo
+
+    return _Recording(**kwargs)
 
 
 def study_category(root: Path, category: str, epochs: int, lr: float, image_size: int, seed: int, output: Path) -> dict:
@@ -83,10 +108,10 @@ def study_category(root: Path, category: str, epochs: int, lr: float, image_size
     from anomalib.engine import Engine
     from lightning.pytorch import seed_everything
 
-    from anomalib_gaussft import ForgettingDetection, GaussFT
+    from anomalib_gaussft import GaussFT
 
     seed_everything(seed)
-    detector = ForgettingDetection(patience=10**6, restore_best=False, seed=seed)
+    detector = _recording_detector(patience=10**6, restore_best=False, seed=seed)
     tracker = TestSetTracker()
     model = GaussFT(
         backbone="tf_efficientnet_lite0",
@@ -120,7 +145,8 @@ def study_category(root: Path, category: str, epochs: int, lr: float, image_size
         per_augmentation[name] = detector.per_augmentation_history[name][:n_epochs]
         for epoch, value in enumerate(per_augmentation[name]):
             rows[epoch][f"val_pseudo_AUROC_{name}"] = value
-    return {"rows": rows, "per_augmentation": per_augmentation}
+    scores = {"test": tracker.scores, "test_labels": tracker.labels, "holdout": detector.holdout_history[:n_epochs]}
+    return {"rows": rows, "per_augmentation": per_augmentation, "scores": scores}
 
 
 def _ablation(results: dict[str, dict], patience: int) -> list[dict]:
@@ -200,14 +226,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-3, help="High enough to show forgetting within the epochs.")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--patience", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the validation split, held-out normals, training")
+    parser.add_argument(
+        "--no-generate",
+        action="store_true",
+        help="Use the dataset under --root as it is (a larger demo set, MVTec AD) instead of writing the demo data",
+    )
     parser.add_argument("--output", type=Path, default=Path("results/forgetting_study"))
     args = parser.parse_args(argv)
     command = "python -m tools.forgetting_study " + " ".join(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from anomalib_gaussft.data.demo_dataset import generate_demo_dataset
 
-    root = generate_demo_dataset(args.root, args.categories, seed=args.seed)
+    root = args.root if args.no_generate else generate_demo_dataset(args.root, args.categories, seed=args.seed)
     results = {}
     for category in args.categories:
         results[category] = study_category(

@@ -231,11 +231,15 @@ class ForgettingDetection(Callback):
             generator = torch.Generator().manual_seed(self.seed * 1000 + index + 1)
             self._pseudo[name], _ = augmentation(self._normal, generator)
 
-    def evaluate(self, pl_module: LightningModule) -> dict[str, float]:
-        """Pseudo-AUROC overall and per augmentation for the model as it is now.
+    def holdout_scores(self, pl_module: LightningModule) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Image scores of the held-out normals and of each augmentation's pseudo-anomalies, model as it is now.
 
         Returns:
-            ``{"val_pseudo_AUROC": ..., "val_pseudo_AUROC_<name>": ...}``.
+            ``(normal_scores, {name: pseudo_scores})``; the pseudo-anomalies of every augmentation are made from the
+            held-out normals in their order.
+
+        Raises:
+            RuntimeError: If called before ``setup("fit")`` made the validation images.
         """
         if self._normal is None:
             msg = "ForgettingDetection.evaluate() called before setup('fit') made the validation images."
@@ -244,6 +248,15 @@ class ForgettingDetection(Callback):
         pseudo_scores = {
             name: score_images(pl_module, images, self.batch_size) for name, images in self._pseudo.items()
         }
+        return normal_scores, pseudo_scores
+
+    def evaluate(self, pl_module: LightningModule) -> dict[str, float]:
+        """Pseudo-AUROC overall and per augmentation for the model as it is now.
+
+        Returns:
+            ``{"val_pseudo_AUROC": ..., "val_pseudo_AUROC_<name>": ...}``.
+        """
+        normal_scores, pseudo_scores = self.holdout_scores(pl_module)
         metrics = {self.monitor: rank_auroc(normal_scores, torch.cat(list(pseudo_scores.values())))}
         for name, scores in pseudo_scores.items():
             metrics[f"{self.monitor}_{name}"] = rank_auroc(normal_scores, scores)
