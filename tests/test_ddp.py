@@ -10,7 +10,8 @@ forgetting decisions, metrics) to ``OUTPUT/rank<r>.pt``. The tests then check th
 
 * training reports test metrics, the same on both ranks;
 * the Gaussians fitted under DDP (statistics summed over ranks) equal a single-process fit of the same network on
-  the same images, and so do the post-processor's thresholds;
+  the same images (the training images and the 8 that forgetting detection held out and gave back at the end),
+  and so do the post-processor's thresholds;
 * both ranks hold identical weights, Gaussians and post-processor thresholds and took the same forgetting decisions.
 
 The demo category here has 23 training images; forgetting detection holds out 8, so 15 remain: not divisible by the
@@ -100,6 +101,7 @@ def train_ddp(root: str, output: str) -> None:
             "epoch": trainer.current_epoch,
             "fit_counts": counts.counts,
             "train_images": sorted(str(path) for path in datamodule.train_data.samples.image_path),
+            "held_out": forgetting._normal[-len(forgetting.removed_from_training) :],  # given back at the end
             "forgetting": {
                 "history": forgetting.history,
                 "best_epoch": forgetting.best_epoch,
@@ -147,7 +149,11 @@ def test_ddp_training_reports_metrics_on_every_rank(ranks: list[dict[str, Any]])
 def test_ddp_gaussians_and_thresholds_equal_a_single_process_run(ranks: list[dict[str, Any]], odd_root: Path) -> None:
     train_images = ranks[0]["train_images"]
     assert len(train_images) == 15  # odd: the DistributedSampler gave each rank 8, one image twice
-    assert all(count == len(train_images) for result in ranks for count in result["fit_counts"])  # counted once
+    held_out = ranks[0]["held_out"]
+    assert held_out.shape[0] == 8
+    for result in ranks:  # each image counted once; the final fit also on the 8 held-out images (rank 0's copy)
+        assert result["fit_counts"][:-1] == [len(train_images)] * (len(result["fit_counts"]) - 1)
+        assert result["fit_counts"][-1] == len(train_images) + 8
     model = GaussFT(**MODEL_KWARGS, forgetting_detection=False)
     model.load_state_dict(ranks[0]["state_dict"])  # the backbone as DDP left it
     datamodule = _datamodule(odd_root)
@@ -159,7 +165,7 @@ def test_ddp_gaussians_and_thresholds_equal_a_single_process_run(ranks: list[dic
     threads = torch.get_num_threads()
     torch.set_num_threads(ranks[0]["threads"])  # the ranks' thread count: same float32 convolution results
     try:
-        model.fit_gaussians(datamodule.train_dataloader())
+        model.fit_gaussians(datamodule.train_dataloader(), extra_images=held_out)
         engine = Engine(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
         engine.validate(model, datamodule=datamodule)  # thresholds from the 9 validation images, each once
     finally:

@@ -143,7 +143,10 @@ def test_stops_on_forgetting_and_restores_exactly_the_best_epoch(
 ) -> None:
     """A scripted pseudo-AUROC curve (best at epoch 1, then falling) must stop at epoch 3 and restore epoch 1."""
     torch.manual_seed(0)
-    detector = ForgettingDetection(augmentations=["cutpaste", "mixup"], patience=2, min_holdout=4)
+    # The restore alone: the final re-fit with the held-out images is tested on its own below.
+    detector = ForgettingDetection(
+        augmentations=["cutpaste", "mixup"], patience=2, min_holdout=4, return_held_out=False
+    )
     curve = iter([0.70, 0.90, 0.80, 0.60, 0.95, 0.95])
     monkeypatch.setattr(
         detector,
@@ -182,7 +185,9 @@ def test_stops_on_forgetting_and_restores_exactly_the_best_epoch(
 def test_holdout_is_removed_from_training_and_pseudo_anomalies_are_fixed(
     demo_root: Path, tmp_path: Path, tiny_model_kwargs: dict
 ) -> None:
-    detector = ForgettingDetection(augmentations=["cutmix", "cutpaste_scar"], min_holdout=4, seed=3)
+    detector = ForgettingDetection(
+        augmentations=["cutmix", "cutpaste_scar"], min_holdout=4, seed=3, return_held_out=False
+    )
     model = GaussFT(**tiny_model_kwargs, forgetting_detection=detector)
     datamodule = MVTecAD(
         root=demo_root,
@@ -224,6 +229,54 @@ def test_holdout_is_removed_from_training_and_pseudo_anomalies_are_fixed(
     for name, images in detector._pseudo.items():
         assert torch.equal(images, again._pseudo[name])
         assert not torch.equal(images, detector._normal)
+
+
+@torch.no_grad()
+def _pooled_mean(module: GaussFT, images: torch.Tensor) -> torch.Tensor:
+    """Mean of the first global level's pooled features of ``images`` (``[0, 1]``), computed here."""
+    module.eval()
+    pooled, _ = module.model.embed(module.pre_processor.transform(images), with_local=False)
+    return pooled[0].double().mean(dim=0)
+
+
+def test_final_fit_includes_the_held_out_images_and_refits_thresholds(
+    demo_root: Path, tmp_path: Path, tiny_model_kwargs: dict
+) -> None:
+    """When training ends, the held-out training images join the final Gaussians; thresholds follow the new fit."""
+    detector = ForgettingDetection(augmentations=["cutpaste"], min_holdout=6, seed=1)
+    model = GaussFT(**tiny_model_kwargs, forgetting_detection=detector)
+    datamodule = MVTecAD(
+        root=demo_root, category="coffee", train_batch_size=8, eval_batch_size=8, num_workers=0,
+        val_split_mode="synthetic", val_split_ratio=0.2,
+    )  # fmt: skip
+    engine = Engine(max_epochs=2, default_root_dir=tmp_path, accelerator="cpu", logger=False)
+    engine.fit(model, datamodule=datamodule)
+    removed = detector.removed_from_training
+    assert removed, "nothing was held out of training: the test proves nothing"
+    from anomalib.data.utils import read_image
+
+    def load(paths: list[str]) -> torch.Tensor:
+        return torch.stack([read_image(path, as_tensor=True) for path in paths])
+
+    training = load([str(path) for path in datamodule.train_data.samples.image_path])
+    held_out = load(removed)
+    both = _pooled_mean(model, torch.cat([training, held_out]))
+    fitted = model.model.gaussians[0].mean.double()
+    torch.testing.assert_close(fitted, both, rtol=0, atol=1e-5)
+    assert not torch.allclose(fitted, _pooled_mean(model, training), rtol=0, atol=1e-4)  # the held-out ones count
+    # The post-processor's range is that of the validation scores of the final model.
+    scores = []
+    with torch.no_grad():
+        for batch in datamodule.val_dataloader():
+            scores.append(model.model(model.pre_processor.transform(batch.image)).pred_score)
+    scores = torch.cat(scores)
+    post = model.post_processor
+    torch.testing.assert_close(post.image_min, scores.min(), rtol=1e-6, atol=0)
+    torch.testing.assert_close(post.image_max, scores.max(), rtol=1e-6, atol=0)
+    # ... and the last checkpoint holds that final state.
+    reloaded = GaussFT.load_from_checkpoint(engine.best_model_path)
+    torch.testing.assert_close(reloaded.model.gaussians[0].mean, model.model.gaussians[0].mean, rtol=0, atol=0)
+    torch.testing.assert_close(reloaded.post_processor.image_min, post.image_min, rtol=0, atol=0)
 
 
 def test_works_with_anomalib_stfpm(demo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -290,7 +343,9 @@ def test_resumed_run_restores_the_best_epoch_of_before_the_resume(
     probes = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(1))
 
     def fit(name: str, curve: list[float], max_epochs: int, ckpt_path: str | None = None):
-        detector = ForgettingDetection(augmentations=["cutpaste"], patience=5, min_holdout=4, restore_best=True)
+        detector = ForgettingDetection(
+            augmentations=["cutpaste"], patience=5, min_holdout=4, restore_best=True, return_held_out=False
+        )
         scores = iter(curve)
         monkeypatch.setattr(
             detector, "evaluate", lambda pl_module: {"val_pseudo_AUROC": next(scores), "val_pseudo_AUROC_cutpaste": 0.5}

@@ -14,7 +14,10 @@ by augmentations used for vicinal risk minimisation (Mixup, CutMix, CutPaste, ..
    and per augmentation (``val_pseudo_AUROC_<name>``);
 3. when the AUROC has stayed more than ``min_delta`` below its best for ``patience`` epochs, stops training, and at
    the end of training restores the full state of the best epoch (backbone weights, Gaussian buffers,
-   post-processor thresholds) before the last checkpoint is written.
+   post-processor thresholds) before the last checkpoint is written;
+4. then gives the images it held out of the training set back: a module with ``refit_with_held_out(images)``
+   (:class:`~anomalib_gaussft.GaussFT`) fits its final Gaussians on them too, so detecting forgetting costs the
+   final model no training images.
 
 The stop decision is :class:`~anomalib_gaussft.forgetting.stop_rule.StopRule`'s. The state that a resumed run needs
 (curves, the rule's state and the best epoch's full state) goes into checkpoints with :meth:`state_dict`; the
@@ -72,6 +75,8 @@ class ForgettingDetection(Callback):
         patience: Number of validation epochs the AUROC may stay below ``best - min_delta`` before stopping.
         min_delta: Tolerated drop below the best AUROC.
         restore_best: Restore the best epoch's state when training ends (by this callback or otherwise).
+        return_held_out: When training ends, pass the images held out of the training set to the module's
+            ``refit_with_held_out(images)``, if it has one, so its final fit uses every training image.
         seed: Seed of the hold-out split and of the pseudo-anomalies.
         batch_size: Batch size for scoring.
 
@@ -97,6 +102,7 @@ class ForgettingDetection(Callback):
         patience: int = 3,
         min_delta: float = 0.0,
         restore_best: bool = True,
+        return_held_out: bool = True,
         seed: int = 0,
         batch_size: int = 16,
     ) -> None:
@@ -112,6 +118,7 @@ class ForgettingDetection(Callback):
         self.max_holdout = max_holdout
         self.use_validation_normals = use_validation_normals
         self.restore_best = restore_best
+        self.return_held_out = return_held_out
         self.seed = seed
         self.batch_size = batch_size
 
@@ -126,7 +133,7 @@ class ForgettingDetection(Callback):
         self.holdout_paths: list[str] = []
         self.removed_from_training: list[str] = []
         self.enabled = True
-        self._restored = False
+        self._finished = False
 
     @property
     def patience(self) -> int:
@@ -305,19 +312,31 @@ class ForgettingDetection(Callback):
             )
         last_epoch = trainer.max_epochs is not None and trainer.max_epochs > 0 and epoch + 1 >= trainer.max_epochs
         if stop or last_epoch or trainer.should_stop:
-            self._restore(pl_module)
+            self._finish(pl_module)
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Restore the best state if training ended without a final decision (e.g. ``max_steps``)."""
+        """Finish (restore, give the held-out images back) if training ended without a final decision."""
         del trainer
         if self.enabled:
+            self._finish(pl_module)
+
+    def _finish(self, pl_module: LightningModule) -> None:
+        """Once per fit: restore the best epoch's state, then give the module the images held out of training."""
+        if self._finished:
+            return
+        self._finished = True
+        if self.restore_best:
             self._restore(pl_module)
+        n_removed = len(self.removed_from_training)
+        refit = getattr(pl_module, "refit_with_held_out", None)
+        if self.return_held_out and n_removed and callable(refit) and self._normal is not None:
+            refit(self._normal[-n_removed:])
+            logger.info("ForgettingDetection: the final fit includes the %d held-out training images.", n_removed)
 
     def _restore(self, pl_module: LightningModule) -> None:
-        """Load the best epoch's state into ``pl_module`` (once), unless the model is already in it."""
-        if not self.restore_best or self._restored or self._best_state is None:
+        """Load the best epoch's state into ``pl_module``, unless the model is already in it."""
+        if self._best_state is None:
             return
-        self._restored = True
         if self.best_epoch == self._last_epoch:
             logger.info("ForgettingDetection: the last epoch (%s) is the best; nothing to restore.", self.best_epoch)
             return

@@ -78,8 +78,9 @@ def _training_batches(
     dataloader: Iterable[Any],
     transform: Callable[[torch.Tensor], torch.Tensor] | None,
     device: torch.device | str,
+    extra_images: torch.Tensor | None = None,
 ) -> Iterator[torch.Tensor]:
-    """This rank's pre-processed training images, batch by batch, without the sampler's repeats.
+    """This rank's pre-processed training images, batch by batch, without the sampler's repeats; then ``extra_images``.
 
     Raises:
         OSError: If an image file fails to decode (the files named, when the dataloader's dataset names them).
@@ -97,6 +98,9 @@ def _training_batches(
             raise
         msg = f"Cannot read {len(problems)} training image(s): {'; '.join(problems[:5])}."
         raise OSError(msg) from error
+    if extra_images is not None and extra_images.shape[0] > 0:
+        images = extra_images.to(device)
+        yield transform(images) if transform is not None else images
 
 
 @contextmanager
@@ -147,6 +151,7 @@ def accumulate_training_set(
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     device: torch.device | str = "cpu",
     first_pass: _FirstPass | None = None,
+    extra_images: torch.Tensor | None = None,
 ) -> GaussianEstimators:
     """Stream this rank's training images through the eval-mode ``model`` into new estimators.
 
@@ -156,6 +161,9 @@ def accumulate_training_set(
         transform: Pre-processing applied to every batch (Lightning's pre-processor hooks do not run here).
         device: Device the images and the estimators go to.
         first_pass: Filled with what scoring the images from this pass needs (internal; see the module docstring).
+        extra_images: More normal images ``(N, 3, H, W)`` of this rank, after the dataloader's (e.g. the ones
+            :class:`~anomalib_gaussft.forgetting.ForgettingDetection` held out of the training set), pre-processed
+            like them.
 
     Returns:
         The estimators of this rank, not yet combined over ranks nor fitted.
@@ -165,7 +173,7 @@ def accumulate_training_set(
     """
     estimators = model.new_estimators(device)
     with _evaluating(model):
-        for images in _training_batches(dataloader, transform, device):
+        for images in _training_batches(dataloader, transform, device, extra_images):
             pooled, local = model.accumulate(images, estimators)
             if first_pass is not None:
                 unthinned = estimators.local.n_samples == estimators.local.n_seen
@@ -209,6 +217,7 @@ def training_score_terms(
     dataloader: Iterable[Any],
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     device: torch.device | str = "cpu",
+    extra_images: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The combined image score's two terms (:meth:`GaussFTModel.score_terms`) of this rank's training images.
 
@@ -217,13 +226,14 @@ def training_score_terms(
         dataloader: Batches of normal images, as for :func:`accumulate_training_set`.
         transform: Pre-processing applied to every batch.
         device: Device the images go to.
+        extra_images: More normal images of this rank, as for :func:`accumulate_training_set`.
 
     Returns:
         ``(n_images, 2)`` terms.
     """
     terms = []
     with _evaluating(model):
-        for images in _training_batches(dataloader, transform, device):
+        for images in _training_batches(dataloader, transform, device, extra_images):
             pooled, local = model.embed(images)
             terms.append(model.score_terms(pooled, model.anomaly_map(local, images.shape[-2:])))
     return torch.cat(terms) if terms else torch.zeros(0, 2, device=device)
@@ -236,6 +246,7 @@ def fit_training_set(
     device: torch.device | str = "cpu",
     reduce_sum: Callable[[torch.Tensor], torch.Tensor] | None = None,
     all_gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    extra_images: torch.Tensor | None = None,
 ) -> int:
     """Fit every Gaussian of ``model`` (and the combined score's scales) on the training images of every rank.
 
@@ -252,6 +263,8 @@ def fit_training_set(
         device: Device of the images and the estimators.
         reduce_sum: Sum of a tensor over all processes, e.g. ``lambda t: strategy.reduce(t, reduce_op="sum")``.
         all_gather: A tensor of every process stacked, e.g. ``strategy.all_gather``.
+        extra_images: More normal images ``(N, 3, H, W)`` of this rank, fitted on after the dataloader's (give them
+            to one rank only under DDP).
 
     Returns:
         The number of training images the Gaussians were fitted on (over all ranks).
@@ -262,7 +275,7 @@ def fit_training_set(
     distributed = reduce_sum is not None and all_gather is not None
     combined = model.image_score_mode == "combined"
     first_pass = _FirstPass() if combined and not distributed else None
-    estimators = accumulate_training_set(model, dataloader, transform, device, first_pass)
+    estimators = accumulate_training_set(model, dataloader, transform, device, first_pass, extra_images)
     if distributed:
         estimators.all_reduce(reduce_sum, all_gather)
     if estimators.n_images == 0:
@@ -272,6 +285,6 @@ def fit_training_set(
     if combined:
         terms = _terms_from_first_pass(model, estimators, first_pass) if first_pass is not None else None
         if terms is None:
-            terms = training_score_terms(model, dataloader, transform, device)
+            terms = training_score_terms(model, dataloader, transform, device, extra_images)
         model.load_score_scales(gather_rows(terms, all_gather) if distributed else terms)
     return estimators.n_images

@@ -55,7 +55,7 @@ from anomalib_gaussft.model.export import ExportMixin
 from anomalib_gaussft.model.fitting import fit_training_set
 from anomalib_gaussft.model.loss import MahalanobisLoss
 from anomalib_gaussft.model.optimization import FineTuningMixin
-from anomalib_gaussft.model.post_processing import GaussFTPostProcessor
+from anomalib_gaussft.model.post_processing import GaussFTPostProcessor, refit_on_validation
 from anomalib_gaussft.model.torch_model import GaussFTModel
 
 logger = logging.getLogger(__name__)
@@ -227,7 +227,7 @@ class GaussFT(FineTuningMixin, ExportMixin, AnomalibModule):
         return callbacks
 
     # ------------------------------------------------------------------ fitting the Gaussians
-    def fit_gaussians(self, dataloader: Any = None) -> None:
+    def fit_gaussians(self, dataloader: Any = None, extra_images: torch.Tensor | None = None) -> None:
         """Estimate every Gaussian from the current network on the training set (no-grad passes).
 
         The images go through the pre-processor's transform (Lightning's hooks are not called for this loop), in
@@ -239,6 +239,8 @@ class GaussFT(FineTuningMixin, ExportMixin, AnomalibModule):
 
         Args:
             dataloader: Normal training images; defaults to the trainer's training dataloader.
+            extra_images: More normal images ``(N, 3, H, W)`` in ``[0, 1]``, fitted on after the dataloader's (under
+                DDP only rank 0's are used, as every rank holds the same ones).
 
         Raises:
             ValueError: If the dataloader yields no images, or an image file is unreadable or 16-bit (named).
@@ -261,9 +263,28 @@ class GaussFT(FineTuningMixin, ExportMixin, AnomalibModule):
                 "reduce_sum": lambda tensor: trainer.strategy.reduce(tensor, reduce_op="sum"),
                 "all_gather": trainer.strategy.all_gather,
             }
-        n_images = fit_training_set(self.model, dataloader, transform, self.device, **distributed)
+        if distributed and trainer.global_rank != 0:
+            extra_images = None
+        n_images = fit_training_set(
+            self.model, dataloader, transform, self.device, **distributed, extra_images=extra_images
+        )
         self._fitted_at_update = self.fine_tuning_steps if trainer is not None else None
         logger.debug("Fitted GaussFT Gaussians on %d training images.", n_images)
+
+    def refit_with_held_out(self, images: torch.Tensor) -> None:
+        """Fit the final Gaussians on the training set and the normal images held out of it, then the thresholds.
+
+        :class:`~anomalib_gaussft.forgetting.ForgettingDetection` calls this when training ends, with the weights of
+        the epoch it keeps: the images it held out to detect forgetting then also shape the Gaussians (on the demo
+        data, fitting on two fewer of 48 images cost 0.005 image AUROC on average, up to 0.016). The
+        post-processor's thresholds and ranges are fitted again on the validation set for the re-fitted model.
+
+        Args:
+            images: The held-out normal images ``(N, 3, H, W)`` in ``[0, 1]``, as the training images before the
+                pre-processor (any size it resizes from).
+        """
+        self.fit_gaussians(extra_images=images)
+        refit_on_validation(self.trainer, self)
 
     def _refit_if_stale(self) -> None:
         if not self.model.is_fitted or self._fitted_at_update != self.fine_tuning_steps:

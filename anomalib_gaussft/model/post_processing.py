@@ -48,13 +48,13 @@ from typing import Any
 import torch
 from anomalib.data import Batch
 from anomalib.post_processing import PostProcessor
-from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch import Callback, LightningModule, Trainer
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["GaussFTPostProcessor", "conformal_threshold", "order_preserving_normalize"]
+__all__ = ["GaussFTPostProcessor", "conformal_threshold", "order_preserving_normalize", "refit_on_validation"]
 
 #: anomalib ``val_split_mode`` values whose validation images are also test images: a threshold set on them is
 #: chosen on the data it is evaluated on.
@@ -209,3 +209,40 @@ class GaussFTPostProcessor(PostProcessor):
                 mode,
             )
         self._image_threshold.copy_(conformal_threshold(scores, self.target_fpr))
+
+
+@torch.no_grad()
+def refit_on_validation(trainer: Trainer, pl_module: LightningModule) -> bool:
+    """Fit the post-processor's thresholds and ranges again on the validation set, for the model as it is now.
+
+    Lightning fits them in the validation epoch; a model changed after its last validation (GaussFT re-fitted on
+    more normal images when training ends) needs them again. Each batch of the trainer's validation dataloaders
+    (this rank's share under DDP) goes through the pre-processor, ``validation_step`` and the post-processor's
+    validation hooks, as in Lightning's loop; nothing is logged and no other callback runs.
+
+    Args:
+        trainer: The trainer that fitted ``pl_module`` (its validation dataloaders are used).
+        pl_module: An anomalib module with a ``post_processor`` callback.
+
+    Returns:
+        Whether the statistics were fitted (``False`` without a post-processor or validation dataloaders).
+    """
+    post_processor = getattr(pl_module, "post_processor", None)
+    loaders = trainer.val_dataloaders
+    if not isinstance(post_processor, PostProcessor) or loaders is None:
+        return False
+    pre_processor = getattr(pl_module, "pre_processor", None)
+    was_training = pl_module.training
+    pl_module.eval()
+    try:
+        for loader_index, loader in enumerate(loaders if isinstance(loaders, list | tuple) else [loaders]):
+            for batch_index, batch in enumerate(loader):
+                batch = trainer.strategy.batch_to_device(batch, dataloader_idx=loader_index)
+                if isinstance(pre_processor, Callback):
+                    pre_processor.on_validation_batch_start(trainer, pl_module, batch, batch_index)
+                outputs = pl_module.validation_step(batch, batch_index)
+                post_processor.on_validation_batch_end(trainer, pl_module, outputs, batch, batch_index)
+        post_processor.on_validation_epoch_end(trainer, pl_module)
+    finally:
+        pl_module.train(was_training)
+    return True
