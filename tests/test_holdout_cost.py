@@ -15,5 +15,6 @@ def test_holdout_cost_fits_with_and_without_the_held_out_images(demo_root: Path)
     # demo coffee: 24 training images; the synthetic split takes 4 for validation (2 stay normal), the callback
     # holds out 8 normals: the 2 of the validation set and 6 removed from the 20 training images.
     assert (result.n_training, result.n_removed) == (14, 6)
-    assert 0.0 <= result.auroc_without <= 1.0 and 0.0 <= result.auroc_with <= 1.0
+    assert 0.0 <= result.auroc_without <= 1.0
+    assert 0.0 <= result.auroc_with <= 1.0
     assert result.auroc_with != result.auroc_without  # six more images change the fit
