@@ -18,9 +18,10 @@ Candidates, from the global score ``g`` (sum of the pooled levels' distances), t
 top ``q`` of pixels and its maximum, with medians ``m`` and median absolute deviations over the fit images:
 ``global`` (``g``), ``global_sq`` (sum of squared distances), ``top1`` (``t_1%``), ``combined_topQ``
 (``g / m_g + t_q / m_t``; GaussFT's ``"combined"`` at 1 %), ``geometric_topQ`` (``sqrt(g t_q)``; GaussFT's
-``"geometric"`` at 2 %), ``combined_max`` (the maximum instead of ``t_q``), ``combined3`` (``combined_top1`` plus the
-maximum's ratio), ``max_ratio`` (the larger of the two ratios), ``robust_z`` (``(g - m_g) / MAD_g + (t - m_t) /
-MAD_t``), ``combined_sq`` (``global_sq`` in place of ``g``).
+``"geometric"`` at 2 %), ``geometric_top2_wA`` (``g^A t_2%^(1-A)``, ``A`` in :data:`WEIGHTS`), ``combined_max``
+(the maximum instead of ``t_q``), ``combined3`` (``combined_top1`` plus the maximum's ratio), ``max_ratio`` (the
+larger of the two ratios), ``robust_z`` (``(g - m_g) / MAD_g + (t - m_t) / MAD_t``), ``combined_sq``
+(``global_sq`` in place of ``g``).
 
 Example:
     .. code-block:: bash
@@ -51,6 +52,8 @@ __all__ = ["Embeddings", "candidate_scores", "extract", "run_category", "summari
 #: The row every other row is compared with: GaussFT's image score and mixture before this study.
 REFERENCE = ("combined_top1", 16)
 CHUNK = 20  # images per backbone or mixture batch
+#: Weights of the global term in the weighted geometric candidates ``geometric_top2_wA``.
+WEIGHTS = (0.2, 0.3, 0.4, 0.6, 0.7, 0.8)
 Embeddings = tuple[list[torch.Tensor], torch.Tensor]  # pooled levels [(N, p_l)], aggregated local map (N, p, h, w)
 
 
@@ -124,6 +127,8 @@ def candidate_scores(terms: dict[str, torch.Tensor], fit: dict[str, torch.Tensor
         scores[f"combined_top{q}"] = ratio("g") + ratio(f"top{q}")
     for q in ("1", "2"):
         scores[f"geometric_top{q}"] = (terms["g"] * terms[f"top{q}"]).sqrt()
+    for weight in WEIGHTS:  # the geometric mean with the global term weighted (0.5: geometric_top2)
+        scores[f"geometric_top2_w{weight:g}"] = terms["g"].pow(weight) * terms["top2"].pow(1 - weight)
     scores["combined_max"] = ratio("g") + ratio("max")
     scores["combined3"] = scores["combined_top1"] + ratio("max")
     scores["max_ratio"] = torch.maximum(ratio("g"), ratio("top1"))
