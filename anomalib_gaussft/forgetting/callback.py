@@ -249,7 +249,7 @@ class ForgettingDetection(Callback):
             RuntimeError: If called before ``setup("fit")`` made the validation images.
         """
         if self._normal is None:
-            msg = "ForgettingDetection.evaluate() called before setup('fit') made the validation images."
+            msg = "ForgettingDetection scored before setup('fit') made the validation images."
             raise RuntimeError(msg)
         normal_scores = score_images(pl_module, self._normal, self.batch_size)
         pseudo_scores = {

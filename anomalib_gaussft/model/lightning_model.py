@@ -275,8 +275,8 @@ class GaussFT(FineTuningMixin, ExportMixin, AnomalibModule):
         """Fit the final Gaussians on the training set and the normal images held out of it, then the thresholds.
 
         :class:`~anomalib_gaussft.forgetting.ForgettingDetection` calls this when training ends, with the weights of
-        the epoch it keeps: the images it held out to detect forgetting then also shape the Gaussians (on the demo
-        data, fitting on two fewer of 48 images cost 0.005 image AUROC on average, up to 0.016). The
+        the epoch it keeps: the images it held out to detect forgetting then also shape the Gaussians (on three demo
+        categories, fitting on two fewer of 48 images cost 0.005 image AUROC on average, up to 0.016). The
         post-processor's thresholds and ranges are fitted again on the validation set for the re-fitted model.
 
         Args:

@@ -226,6 +226,13 @@ def refit_on_validation(trainer: Trainer, pl_module: LightningModule) -> bool:
 
     Returns:
         Whether the statistics were fitted (``False`` without a post-processor or validation dataloaders).
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> from anomalib_gaussft import GaussFT
+        >>> module = GaussFT(backbone="resnet18", pretrained=False, image_size=(32, 32), forgetting_detection=False)
+        >>> refit_on_validation(SimpleNamespace(val_dataloaders=None), module)  # nothing to fit on
+        False
     """
     post_processor = getattr(pl_module, "post_processor", None)
     loaders = trainer.val_dataloaders
