@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -42,7 +41,6 @@ from anomalib.metrics import Evaluator
 from anomalib.models.components import AnomalibModule
 from anomalib.post_processing import PostProcessor
 from anomalib.pre_processing import PreProcessor
-from anomalib.utils.serialization import anomalib_safe_globals
 from anomalib.visualization import Visualizer
 from lightning.pytorch import Callback
 from lightning.pytorch.trainer.states import TrainerFn
@@ -50,7 +48,8 @@ from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import nn
 from torchvision.transforms.v2 import Compose, Normalize, Resize
 
-from anomalib_gaussft.model.checks import check_checkpoint, check_training_images, image_paths, read_checkpoint
+from anomalib_gaussft.model.checkpoint import CheckpointMixin
+from anomalib_gaussft.model.checks import check_training_images, image_paths
 from anomalib_gaussft.model.export import ExportMixin
 from anomalib_gaussft.model.fitting import fit_training_set
 from anomalib_gaussft.model.loss import MahalanobisLoss
@@ -63,7 +62,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["GaussFT"]
 
 
-class GaussFT(FineTuningMixin, ExportMixin, AnomalibModule):
+class GaussFT(FineTuningMixin, ExportMixin, CheckpointMixin, AnomalibModule):
     """GaussFT: fine-tune a pretrained CNN with the Mahalanobis distance to the normal class's Gaussian.
 
     Args:
@@ -347,54 +346,6 @@ class GaussFT(FineTuningMixin, ExportMixin, AnomalibModule):
         if not self.model.is_fitted:
             msg = "GaussFT has not been fitted: train it first, or load a trained checkpoint (`--ckpt_path`)."
             raise RuntimeError(msg)
-
-    # ------------------------------------------------------------------ checkpoints
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Save the checkpoint so that loading it needs no pretrained weights and no network.
-
-        The fine-tuned backbone weights are in the state dict, so the hyperparameters are rewritten to build the
-        backbone without pretrained weights, under the name actually used (after a fallback).
-        """
-        super().on_save_checkpoint(checkpoint)
-        hyper_parameters = checkpoint.setdefault("hyper_parameters", {})
-        hyper_parameters.update(
-            {"backbone": self.backbone, "pretrained": False, "weights_path": None, "image_size": list(self.image_size)}
-        )
-        if not isinstance(hyper_parameters.get("forgetting_detection", True), bool):
-            hyper_parameters["forgetting_detection"] = True
-        checkpoint["gaussft_fine_tuning_steps"] = self.fine_tuning_steps  # where a resumed warm-up continues
-        # A copy that load_from_checkpoint's overrides do not touch, for the message of a mismatch.
-        checkpoint["gaussft_levels"] = {
-            "backbone": self.backbone,
-            "layers": list(self.model.layers),
-            "map_layers": list(self.model.map_layers),
-        }
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refuse another model's checkpoint or one with other shapes (named) before anomalib restores it."""
-        ckpt_path = self._trainer.ckpt_path if self._trainer is not None else None
-        check_checkpoint(checkpoint, f"Checkpoint {ckpt_path}" if ckpt_path else "The checkpoint", model=self)
-        self.fine_tuning_steps = int(checkpoint.get("gaussft_fine_tuning_steps", 0))
-        super().on_load_checkpoint(checkpoint)
-
-    @classmethod
-    def load_from_checkpoint(cls, checkpoint_path: str | Path, *args, **kwargs) -> GaussFT:
-        """Load a trained GaussFT (arguments as :meth:`AnomalibModule.load_from_checkpoint`).
-
-        A local file is first read by :func:`~anomalib_gaussft.model.checks.read_checkpoint` (only its structure:
-        the tensors are memory-mapped and read once, by Lightning), so that a missing or unreadable file, or another
-        model's checkpoint, is refused with a message naming the file before its hyperparameters build a model.
-
-        Raises:
-            FileNotFoundError: If a local ``checkpoint_path`` does not exist.
-            ValueError: If the file is unreadable or not a GaussFT checkpoint.
-        """
-        with anomalib_safe_globals(extra=cls.checkpoint_safe_globals()):
-            checkpoint = read_checkpoint(checkpoint_path, weights_only=kwargs.get("weights_only", True))
-        if checkpoint is not None:  # None: a URL or stream, read by Lightning alone (on_load_checkpoint checks it)
-            check_checkpoint(checkpoint, f"Checkpoint {checkpoint_path}")
-        del checkpoint
-        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     # ------------------------------------------------------------------ anomalib interface
     @property
