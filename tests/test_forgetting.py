@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from anomalib.data import MVTecAD
+from anomalib.data.utils import read_image
 from anomalib.engine import Engine
 from conftest import single_torch_thread
 from lightning.pytorch import Callback
@@ -253,7 +254,6 @@ def test_final_fit_includes_the_held_out_images_and_refits_thresholds(
     engine.fit(model, datamodule=datamodule)
     removed = detector.removed_from_training
     assert removed, "nothing was held out of training: the test proves nothing"
-    from anomalib.data.utils import read_image
 
     def load(paths: list[str]) -> torch.Tensor:
         return torch.stack([read_image(path, as_tensor=True) for path in paths])

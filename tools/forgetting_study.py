@@ -111,7 +111,8 @@ def study_category(root: Path, category: str, epochs: int, lr: float, image_size
     from anomalib_gaussft import GaussFT
 
     seed_everything(seed)
-    detector = _recording_detector(patience=10**6, restore_best=False, seed=seed)
+    # Curves only: no restore, and no final re-fit with the held-out images (nothing is scored after it).
+    detector = _recording_detector(patience=10**6, restore_best=False, return_held_out=False, seed=seed)
     tracker = TestSetTracker()
     model = GaussFT(
         backbone="tf_efficientnet_lite0",

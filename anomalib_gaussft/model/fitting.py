@@ -34,13 +34,14 @@ from typing import Any
 
 import torch
 from anomalib.data import Batch
+from torch import nn
 from torch.utils.data import DistributedSampler
 
 from anomalib_gaussft.model.checks import image_file_problems, image_paths
 from anomalib_gaussft.model.local_mixture import gather_rows
 from anomalib_gaussft.model.torch_model import GaussFTModel, GaussianEstimators
 
-__all__ = ["accumulate_training_set", "fit_training_set", "training_score_terms", "unpadded_length"]
+__all__ = ["accumulate_training_set", "eval_mode", "fit_training_set", "training_score_terms", "unpadded_length"]
 
 
 def unpadded_length(dataloader: Any) -> int | None:
@@ -104,14 +105,28 @@ def _training_batches(
 
 
 @contextmanager
-def _evaluating(model: GaussFTModel) -> Iterator[None]:
-    """Eval mode inside, the model's mode restored afterwards (also on errors)."""
-    was_training = model.training
-    model.eval()
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """Put ``module`` in eval mode for the block and restore its previous mode afterwards, also on errors.
+
+    The model's copy, used by the passes here and by
+    :func:`~anomalib_gaussft.model.post_processing.refit_on_validation`. Its twin
+    :func:`anomalib_gaussft.evaluation.eval_mode` serves forgetting detection, which must not import ``model/``
+    (it works with any anomalib model; ``tests/test_layout.py``).
+
+    Example:
+        >>> layer = nn.Dropout().train()
+        >>> with eval_mode(layer):
+        ...     layer.training
+        False
+        >>> layer.training
+        True
+    """
+    was_training = module.training
+    module.eval()
     try:
-        yield
+        yield module
     finally:
-        model.train(was_training)
+        module.train(was_training)
 
 
 @dataclass
@@ -172,7 +187,7 @@ def accumulate_training_set(
         OSError: If an image file fails to decode (the files named, when the dataloader's dataset names them).
     """
     estimators = model.new_estimators(device)
-    with _evaluating(model):
+    with eval_mode(model):
         for images in _training_batches(dataloader, transform, device, extra_images):
             pooled, local = model.accumulate(images, estimators)
             if first_pass is not None:
@@ -201,7 +216,7 @@ def _terms_from_first_pass(
     vectors = sample.vectors
     pooled = [torch.cat(level) for level in zip(*first_pass.pooled, strict=True)]
     terms = []
-    with _evaluating(model):
+    with eval_mode(model):
         for start in range(0, n_images, first_pass.batch_size):
             stop = min(start + first_pass.batch_size, n_images)
             grids = vectors[start * positions : stop * positions].view(stop - start, height, width, -1)
@@ -232,7 +247,7 @@ def training_score_terms(
         ``(n_images, 2)`` terms.
     """
     terms = []
-    with _evaluating(model):
+    with eval_mode(model):
         for images in _training_batches(dataloader, transform, device, extra_images):
             pooled, local = model.embed(images)
             terms.append(model.score_terms(pooled, model.anomaly_map(local, images.shape[-2:])))

@@ -52,6 +52,8 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from anomalib_gaussft.model.fitting import eval_mode
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["GaussFTPostProcessor", "conformal_threshold", "order_preserving_normalize", "refit_on_validation"]
@@ -239,9 +241,7 @@ def refit_on_validation(trainer: Trainer, pl_module: LightningModule) -> bool:
     if not isinstance(post_processor, PostProcessor) or loaders is None:
         return False
     pre_processor = getattr(pl_module, "pre_processor", None)
-    was_training = pl_module.training
-    pl_module.eval()
-    try:
+    with eval_mode(pl_module):
         for loader_index, loader in enumerate(loaders if isinstance(loaders, list | tuple) else [loaders]):
             for batch_index, batch in enumerate(loader):
                 batch = trainer.strategy.batch_to_device(batch, dataloader_idx=loader_index)
@@ -250,6 +250,4 @@ def refit_on_validation(trainer: Trainer, pl_module: LightningModule) -> bool:
                 outputs = pl_module.validation_step(batch, batch_index)
                 post_processor.on_validation_batch_end(trainer, pl_module, outputs, batch, batch_index)
         post_processor.on_validation_epoch_end(trainer, pl_module)
-    finally:
-        pl_module.train(was_training)
     return True
