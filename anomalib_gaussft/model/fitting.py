@@ -114,12 +114,15 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
     (it works with any anomalib model; ``tests/test_layout.py``).
 
     Example:
-        >>> layer = nn.Dropout().train()
-        >>> with eval_mode(layer):
-        ...     layer.training
-        False
-        >>> layer.training
-        True
+        A module in eval mode stays in it, also when the block fails:
+
+        >>> norm = nn.BatchNorm1d(3).eval()
+        >>> try:
+        ...     with eval_mode(norm) as inside:
+        ...         raise RuntimeError(inside.training)
+        ... except RuntimeError as error:
+        ...     print(error, norm.training)
+        False False
     """
     was_training = module.training
     module.eval()
