@@ -113,7 +113,8 @@ def _double_distance(x: torch.Tensor, mean: torch.Tensor, whitening: torch.Tenso
 
 def test_image_scores_equal_their_documented_formulas() -> None:
     """``combined``: global / its training median + top-1 % mean of the map / its training median; ``geometric``:
-    sqrt(global * top-2 % mean of the map); ``global``: the sum of the per-level distances."""
+    sqrt(global * top-2 % mean of the map); ``global``: the sum of the per-level distances. The map: at every
+    position the smaller of the distance to the nearest mixture component and to the position's own Gaussian."""
     model = _model()
     train = [torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(seed)) for seed in range(3)]
     fit_training_set(model, train)
@@ -133,8 +134,16 @@ def test_image_scores_equal_their_documented_formulas() -> None:
         mixture = model.local_mixture
         distances = torch.stack(
             [_double_distance(local, m, w) for m, w in zip(mixture.means, mixture.whitenings, strict=True)]
-        )
-        anomaly_map = AnomalyMapGenerator(sigma=4)(distances.amin(dim=0).unsqueeze(1).float(), images.shape[-2:])
+        ).amin(dim=0)
+        positional = model.positional_gaussians  # each position's own Gaussian, row by row
+        height, width = local.shape[1:3]
+        own = torch.stack([
+            _double_distance(local[:, i, j], positional.means[i * width + j], positional.whitenings[i * width + j])
+            for i in range(height)
+            for j in range(width)
+        ], dim=1).view(-1, height, width)  # fmt: skip
+        distances = torch.minimum(distances, own)
+        anomaly_map = AnomalyMapGenerator(sigma=4)(distances.unsqueeze(1).float(), images.shape[-2:])
         top = anomaly_map.flatten(1).sort(dim=1, descending=True).values[:, : round(top_fraction * 32 * 32)]
         return torch.stack([global_score, top.double().mean(dim=1)], dim=1)
 
@@ -174,7 +183,9 @@ def test_training_medians_need_a_second_pass_only_when_the_first_did_not_keep_ev
     case: str, passes: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The combined score's scales from the first pass's features equal those of a second pass through the model."""
-    model = _model(max_local_vectors=100 if case == "sample thinned" else 100_000)
+    # Per-position Gaussians need one grid (test_positional_gaussians.py); the mixture alone takes any image size.
+    local_positional = case != "image sizes differ"
+    model = _model(max_local_vectors=100 if case == "sample thinned" else 100_000, local_positional=local_positional)
     train = [torch.rand(5, 3, 32, 32, generator=torch.Generator().manual_seed(seed)) for seed in range(3)]
     if case == "image sizes differ":
         train.append(torch.rand(2, 3, 48, 48))
@@ -253,6 +264,9 @@ def test_two_ranks_fit_the_same_model_as_one_process() -> None:
             model.local_mixture.whitenings, single.local_mixture.whitenings, rtol=1e-4, atol=1e-5
         )
         torch.testing.assert_close(model.score_scales, single.score_scales, rtol=1e-5, atol=0)
+        ours, theirs = model.positional_gaussians, single.positional_gaussians
+        torch.testing.assert_close(ours.means, theirs.means, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ours.whitenings, theirs.whitenings, rtol=1e-4, atol=1e-5)
         for ours, theirs in zip(model.gaussians, single.gaussians, strict=True):
             torch.testing.assert_close(ours.whitening, theirs.whitening, rtol=1e-4, atol=1e-5)
     images = torch.rand(2, 3, 32, 32)

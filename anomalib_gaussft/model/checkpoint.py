@@ -67,7 +67,9 @@ class CheckpointMixin:
 
         A local file is first read by :func:`~anomalib_gaussft.model.checks.read_checkpoint` (only its structure:
         the tensors are memory-mapped and read once, by Lightning), so that a missing or unreadable file, or another
-        model's checkpoint, is refused with a message naming the file before its hyperparameters build a model.
+        model's checkpoint, is refused with a message naming the file before its hyperparameters build a model. A
+        checkpoint saved before ``local_positional`` existed is built without per-position Gaussians, so it scores
+        as it did.
 
         Raises:
             FileNotFoundError: If a local ``checkpoint_path`` does not exist.
@@ -77,5 +79,7 @@ class CheckpointMixin:
             checkpoint = read_checkpoint(checkpoint_path, weights_only=kwargs.get("weights_only", True))
         if checkpoint is not None:  # None: a URL or stream, read by Lightning alone (on_load_checkpoint checks it)
             check_checkpoint(checkpoint, f"Checkpoint {checkpoint_path}")
+            if "local_positional" not in checkpoint.get("hyper_parameters", {}):  # saved before the setting existed
+                kwargs.setdefault("local_positional", False)
         del checkpoint
         return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)

@@ -179,7 +179,9 @@ def check_checkpoint(checkpoint: Any, source: str, model: GaussFT | None = None)
     mismatched = [
         f"{key}: {tuple(value.shape)} in the checkpoint, {tuple(expected[key].shape)} here"
         for key, value in state.items()
-        if key in expected and tuple(getattr(value, "shape", ())) != tuple(expected[key].shape)
+        if key in expected
+        and expected[key].numel() > 0  # an empty buffer takes the saved shape (the per-position Gaussians' grid)
+        and tuple(getattr(value, "shape", ())) != tuple(expected[key].shape)
     ]
     if mismatched:
         saved = checkpoint.get("gaussft_levels") or checkpoint.get("hyper_parameters") or {}  # the former: as saved

@@ -97,6 +97,9 @@ class GaussFT(FineTuningMixin, ExportMixin, CheckpointMixin, AnomalibModule):
             the paper's segmentation). Scoring time grows with it: 64 cost about the backbone's time per image on a
             CPU core (``docs/method.md``, "Image score").
         local_aggregation: Average the local features over this neighbourhood size first (``1``: none).
+        local_positional: Also fit one Gaussian per position of the local feature map; each position's map value is
+            the smaller of the mixture's and its own Gaussian's distance (73 MB more at 224 px;
+            ``docs/method.md``, "Anomaly maps"). Checkpoints saved before this setting existed load without it.
         forgetting_detection: Add the :class:`~anomalib_gaussft.forgetting.ForgettingDetection` callback with its
             defaults (``True``), not at all (``False``), or pass a configured instance.
         target_fpr: Set the image threshold from the normal validation images alone, so that the false-positive rate on
@@ -137,6 +140,7 @@ class GaussFT(FineTuningMixin, ExportMixin, CheckpointMixin, AnomalibModule):
         sigma: float = 4.0,
         local_components: int = 64,
         local_aggregation: int = 3,
+        local_positional: bool = True,
         forgetting_detection: bool | Callback = True,
         target_fpr: float | None = None,
         pretrained_epoch: bool = True,
@@ -155,6 +159,7 @@ class GaussFT(FineTuningMixin, ExportMixin, CheckpointMixin, AnomalibModule):
             "sigma": sigma,
             "local_components": local_components,
             "local_aggregation": local_aggregation,
+            "local_positional": local_positional,
         }
         model = GaussFTModel.with_fallback(backbone, fallback_backbone, **model_kwargs)
         backbone = model.feature_extractor.backbone

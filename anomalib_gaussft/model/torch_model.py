@@ -11,7 +11,9 @@ Data flows one way:
 3. Local path: the ``map_layers`` feature maps are concatenated at the finest resolution and averaged over 3 x 3
    neighbourhoods; a mixture of Gaussians over these local feature vectors
    (:class:`~anomalib_gaussft.model.local_mixture.LocalGaussianMixture`) gives the distance to the nearest component at
-   every position; upsampled and smoothed into the anomaly map.
+   every position, one Gaussian per position
+   (:class:`~anomalib_gaussft.model.positional_gaussians.PositionalGaussians`) the distance to that position's normal
+   appearance; the smaller of the two, upsampled and smoothed, is the anomaly map.
 4. Image score (``image_score="geometric"``, the default): the geometric mean of the global score and the mean of the
    anomaly map's top 2 %; ``"global"`` is the paper's global score alone; ``"combined"`` (the default before
    2026-11-29, kept so that its checkpoints score as they did) the sum of the global score and the map's top-1 % mean,
@@ -35,8 +37,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -49,9 +50,11 @@ from anomalib_gaussft.model.anomaly_map import (
     concatenate_local_features,
     top_fraction_mean,
 )
+from anomalib_gaussft.model.estimators import GaussianEstimators
 from anomalib_gaussft.model.feature_extractor import FeatureExtractor, backbone_levels
 from anomalib_gaussft.model.gaussian import MultivariateGaussian, StreamingGaussianEstimator
 from anomalib_gaussft.model.local_mixture import LocalGaussianMixture, LocalVectorSample
+from anomalib_gaussft.model.positional_gaussians import PositionalGaussianEstimator, PositionalGaussians
 from anomalib_gaussft.weights import PretrainedWeightsNotFoundError
 
 __all__ = [
@@ -66,7 +69,12 @@ __all__ = [
 IMAGE_SCORES = ("geometric", "combined", "global")
 #: GaussFT without the local mixture: the paper's global image score and one Gaussian shared by every position of
 #: the anomaly map, on unaggregated local features (the model before ``docs/local_model_study.md``).
-SINGLE_GAUSSIAN_SETTINGS = {"image_score": "global", "local_components": 1, "local_aggregation": 1}
+SINGLE_GAUSSIAN_SETTINGS = {
+    "image_score": "global",
+    "local_components": 1,
+    "local_aggregation": 1,
+    "local_positional": False,
+}
 #: The fraction of the anomaly map's pixels whose mean is the local term of each image score that has one.
 TOP_FRACTIONS = {"geometric": 0.02, "combined": 0.01}
 
@@ -82,60 +90,6 @@ def default_map_layers(levels: Sequence[str]) -> list[str]:
     if "blocks.4" in levels:
         return ["blocks.2", "blocks.4"]
     return list(levels[2:4]) if len(levels) >= 4 else [levels[-1]]
-
-
-@dataclass
-class GaussianEstimators:
-    """The estimators of every Gaussian of a :class:`GaussFTModel`, by name.
-
-    Attributes:
-        levels: One streaming estimator per global level, in the model's ``layers`` order; each receives one pooled
-            feature vector per image.
-        local: The sample of local feature vectors (every position of every image, up to its limit) that the
-            anomaly map's mixture is fitted on.
-
-    Example:
-        >>> estimators = GaussianEstimators(levels=[StreamingGaussianEstimator(4)], local=LocalVectorSample(2))
-        >>> estimators.update([torch.randn(3, 4)], local=torch.randn(3, 2, 5, 5))
-        >>> estimators.n_images, estimators.local.n_samples
-        (3, 75)
-    """
-
-    levels: list[StreamingGaussianEstimator]
-    local: LocalVectorSample
-
-    @property
-    def n_images(self) -> int:
-        """Number of images accumulated (counted by the first global level; the local sample counts positions)."""
-        return self.levels[0].n_samples if self.levels else 0
-
-    def update(self, pooled: Sequence[torch.Tensor], local: torch.Tensor) -> None:
-        """Add a batch: pooled features per global level ``[(N, p_l)]`` and the local feature map ``(N, p, h, w)``.
-
-        Raises:
-            ValueError: If the number of pooled levels differs from the number of estimators.
-        """
-        if len(pooled) != len(self.levels):
-            msg = f"Got pooled features of {len(pooled)} levels for {len(self.levels)} level estimators."
-            raise ValueError(msg)
-        for estimator, features in zip(self.levels, pooled, strict=True):
-            estimator.update(features)
-        self.local.update(local.permute(0, 2, 3, 1).reshape(-1, local.shape[1]))
-
-    def all_reduce(
-        self,
-        reduce_sum: Callable[[torch.Tensor], torch.Tensor],
-        all_gather: Callable[[torch.Tensor], torch.Tensor],
-    ) -> None:
-        """Combine the statistics of every process: sum the global moments, gather the local samples.
-
-        Args:
-            reduce_sum: See :meth:`StreamingGaussianEstimator.all_reduce`.
-            all_gather: See :meth:`LocalVectorSample.all_gather`.
-        """
-        for estimator in self.levels:
-            estimator.all_reduce(reduce_sum)
-        self.local.all_gather(all_gather)
 
 
 class GaussFTModel(nn.Module):
@@ -161,6 +115,9 @@ class GaussFTModel(nn.Module):
             vectors); ``1``: one Gaussian shared by every position.
         local_aggregation: Average the local feature vectors over ``local_aggregation x local_aggregation``
             neighbourhoods before the mixture sees them (``1``: none).
+        local_positional: Also fit one Gaussian per position of the local feature map (PaDiM-style,
+            :class:`PositionalGaussians`); the map is then the smaller of the mixture's and the position's distance
+            (``docs/method.md``, "Anomaly maps"). Costs ``h w (p + p^2)`` floats: 73 MB at 224 px.
         max_local_vectors: Most local training vectors the mixture is fitted on (a uniform sample beyond that).
     """
 
@@ -177,6 +134,7 @@ class GaussFTModel(nn.Module):
         local_components: int = 64,
         local_aggregation: int = 3,
         max_local_vectors: int = 100_000,
+        local_positional: bool = True,
     ) -> None:
         super().__init__()
         if image_score not in IMAGE_SCORES:
@@ -206,6 +164,7 @@ class GaussFTModel(nn.Module):
         )
         self.gaussians = nn.ModuleList(MultivariateGaussian(channels[name]) for name in self.layers)
         self.local_mixture = LocalGaussianMixture(sum(channels[name] for name in self.map_layers), local_components)
+        self.positional_gaussians = PositionalGaussians(self.local_mixture.dim) if local_positional else None
         self.anomaly_map_generator = AnomalyMapGenerator(sigma=sigma)
         # Medians of the global score and of the map's top-1 % mean over the training images ("combined" score).
         self.register_buffer("score_scales", torch.ones(2))
@@ -247,7 +206,9 @@ class GaussFTModel(nn.Module):
     def is_fitted(self) -> bool:
         """Whether every Gaussian (and, for the combined score, its scales) has been fitted or loaded."""
         scales = self.image_score_mode != "combined" or bool(self.score_scales_fitted)
-        return scales and bool(self.local_mixture.fitted) and all(bool(g.fitted) for g in self.gaussians)
+        positional = self.positional_gaussians is None or bool(self.positional_gaussians.fitted)
+        local = bool(self.local_mixture.fitted) and positional
+        return scales and local and all(bool(g.fitted) for g in self.gaussians)
 
     def train(self, mode: bool = True) -> GaussFTModel:
         """Set training mode; with ``freeze_batchnorm`` the BatchNorm layers stay in eval mode."""
@@ -282,8 +243,15 @@ class GaussFTModel(nn.Module):
         return InferenceBatch(pred_score=self.image_score(pooled, anomaly_map), anomaly_map=anomaly_map)
 
     def anomaly_map(self, local: torch.Tensor, image_size: tuple[int, int] | torch.Size) -> torch.Tensor:
-        """The anomaly map ``(N, 1, H, W)`` at ``image_size`` from the local feature map of :meth:`embed`."""
-        return self.anomaly_map_generator(self.local_mixture.distance_map(local), image_size)
+        """The anomaly map ``(N, 1, H, W)`` at ``image_size`` from the local feature map of :meth:`embed`.
+
+        Each position's distance is the mixture's (to the nearest component) or, with per-position Gaussians, the
+        smaller of that and the distance to the position's own Gaussian; upsampled and smoothed.
+        """
+        distances = self.local_mixture.distance_map(local)
+        if self.positional_gaussians is not None:
+            distances = torch.minimum(distances, self.positional_gaussians.distance_map(local))
+        return self.anomaly_map_generator(distances, image_size)
 
     def level_distances(self, pooled: Sequence[torch.Tensor]) -> torch.Tensor:
         """Mahalanobis distance of each global level's pooled features to its Gaussian, shape ``(N, L)``."""
@@ -358,6 +326,9 @@ class GaussFTModel(nn.Module):
         return GaussianEstimators(
             levels=[StreamingGaussianEstimator(gaussian.dim, device=device) for gaussian in self.gaussians],
             local=LocalVectorSample(self.local_mixture.dim, max_vectors=self.max_local_vectors),
+            positional=None
+            if self.positional_gaussians is None
+            else PositionalGaussianEstimator(self.local_mixture.dim, device=device),
         )
 
     @torch.no_grad()
@@ -386,3 +357,8 @@ class GaussFTModel(nn.Module):
         for gaussian, estimator in zip(self.gaussians, estimators.levels, strict=True):
             gaussian.load_fit(estimator.fit())
         self.local_mixture.load_fits(estimators.local.fit(self.local_mixture.components))
+        if self.positional_gaussians is not None:
+            if estimators.positional is None or estimators.positional.grid is None:
+                msg = "The model has per-position Gaussians (`local_positional`) but the estimators hold no moments."
+                raise ValueError(msg)
+            self.positional_gaussians.load_fits(estimators.positional.fit(), estimators.positional.grid)

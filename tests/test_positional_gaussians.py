@@ -1,0 +1,120 @@
+# Copyright (C) 2026 anomalib-gaussft developers
+# SPDX-License-Identifier: Apache-2.0
+
+"""Per-position Gaussians: fits, distances, the grid, state dicts, and checkpoints saved before they existed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from sklearn.covariance import LedoitWolf
+
+from anomalib_gaussft import GaussFT
+from anomalib_gaussft.model.positional_gaussians import PositionalGaussianEstimator, PositionalGaussians
+from anomalib_gaussft.model.torch_model import GaussFTModel
+from tests.conftest import TINY_MODEL_KWARGS
+
+
+def _fitted(features: torch.Tensor) -> PositionalGaussians:
+    estimator = PositionalGaussianEstimator(dim=features.shape[1])
+    for batch in features.split(7):
+        estimator.update(batch)
+    gaussians = PositionalGaussians(dim=features.shape[1])
+    gaussians.load_fits(estimator.fit(), estimator.grid)
+    return gaussians
+
+
+def test_each_position_gets_the_ledoit_wolf_gaussian_of_its_own_vectors() -> None:
+    """Distances equal sklearn's Ledoit-Wolf Mahalanobis distance of each position's vectors, position by position."""
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(20, 4, 2, 3, generator=generator) * torch.arange(1, 7).view(1, 1, 2, 3)  # scale by position
+    gaussians = _fitted(features)
+    queries = torch.randn(5, 4, 2, 3, generator=generator)
+    distances = gaussians.distance_map(queries)
+    assert distances.shape == (5, 1, 2, 3)
+    for i in range(2):
+        for j in range(3):
+            reference = LedoitWolf().fit(features[:, :, i, j].double().numpy())
+            expected = torch.from_numpy(reference.mahalanobis(queries[:, :, i, j].double().numpy())).sqrt()
+            torch.testing.assert_close(distances[:, 0, i, j].double(), expected, rtol=1e-4, atol=1e-5)
+    assert gaussians.grid.tolist() == [2, 3]
+    assert bool(gaussians.fitted)
+
+
+def test_the_grid_must_stay_the_same_and_errors_name_the_setting() -> None:
+    estimator = PositionalGaussianEstimator(dim=2)
+    estimator.update(torch.randn(3, 2, 4, 4))
+    with pytest.raises(ValueError, match=r"5 x 4 positions after 4 x 4.*`image_size`"):
+        estimator.update(torch.randn(3, 2, 5, 4))
+    with pytest.raises(ValueError, match=r"shape \(N, 2, h, w\)"):
+        estimator.update(torch.randn(3, 3, 4, 4))
+    with pytest.raises(ValueError, match="No local feature maps"):
+        PositionalGaussianEstimator(dim=2).fit()
+    unfitted = PositionalGaussians(dim=2)  # explains no position yet: the mixture's distance stands
+    assert unfitted.distance_map(torch.randn(1, 2, 4, 4)).isposinf().all()
+    gaussians = PositionalGaussians(dim=2)
+    gaussians.load_fits(estimator.fit(), estimator.grid)
+    with pytest.raises(ValueError, match=r"grid of 4 x 4 positions; these features have 8 x 8.*`image_size`"):
+        gaussians.distance_map(torch.randn(1, 2, 8, 8))
+
+
+def test_a_state_dict_gives_an_empty_module_the_saved_grid() -> None:
+    features = torch.randn(12, 3, 3, 2, generator=torch.Generator().manual_seed(1))
+    fitted = _fitted(features)
+    loaded = PositionalGaussians(dim=3)
+    loaded.load_state_dict(fitted.state_dict())
+    queries = torch.randn(4, 3, 3, 2)
+    torch.testing.assert_close(loaded.distance_map(queries), fitted.distance_map(queries), rtol=0, atol=0)
+    assert loaded.grid.tolist() == [3, 2]
+    assert "grid=(3, 2)" in repr(loaded)
+
+
+def test_the_model_map_is_the_smaller_of_the_mixture_and_the_positions_distance() -> None:
+    torch.manual_seed(0)
+    kwargs = {key: value for key, value in TINY_MODEL_KWARGS.items() if key != "image_size"}
+    model = GaussFTModel(**kwargs).eval()
+    plain = GaussFTModel(**{**kwargs, "local_positional": False}).eval()
+    plain.load_state_dict(model.state_dict(), strict=False)  # the same backbone
+    images = torch.rand(6, 3, 64, 64)
+    for torch_model in (model, plain):
+        estimators = torch_model.new_estimators("cpu")
+        torch_model.accumulate(images, estimators)
+        torch_model.load_fits(estimators)
+    assert plain.positional_gaussians is None
+    assert model.is_fitted
+    assert plain.is_fitted
+    queries = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        _, local = model.embed(queries)
+        mixture = model.local_mixture.distance_map(local)
+        own = model.positional_gaussians.distance_map(local)
+        expected = model.anomaly_map_generator(torch.minimum(mixture, own), (64, 64))
+        torch.testing.assert_close(model(queries).anomaly_map, expected)
+        torch.testing.assert_close(plain(queries).anomaly_map, model.anomaly_map_generator(mixture, (64, 64)))
+    assert (own < mixture).any()  # the per-position Gaussians change the map
+
+
+def test_a_checkpoint_saved_before_the_setting_loads_without_per_position_gaussians(tmp_path) -> None:
+    """Checkpoints from before ``local_positional`` lack the hyperparameter and the buffers: they score as they did."""
+    torch.manual_seed(0)
+    old = GaussFT(**{**TINY_MODEL_KWARGS, "local_positional": False})
+    estimators = old.model.new_estimators("cpu")
+    old.model.accumulate(torch.rand(6, 3, *old.image_size), estimators)
+    old.model.load_fits(estimators)
+    checkpoint = {
+        "state_dict": old.state_dict(),
+        "hyper_parameters": dict(old.hparams),
+        "pytorch-lightning_version": "2.5.0",
+    }
+    del checkpoint["hyper_parameters"]["local_positional"]
+    path = tmp_path / "old.ckpt"
+    torch.save(checkpoint, path)
+    loaded = GaussFT.load_from_checkpoint(path)
+    assert loaded.model.positional_gaussians is None
+    images = torch.rand(2, 3, *old.image_size)
+    old.model.eval()
+    loaded.model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(images).pred_score, old.model(images).pred_score, rtol=0, atol=0)
+    new = GaussFT(**TINY_MODEL_KWARGS)
+    assert new.model.positional_gaussians is not None  # the default
