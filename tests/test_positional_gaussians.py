@@ -1,7 +1,7 @@
 # Copyright (C) 2026 anomalib-gaussft developers
 # SPDX-License-Identifier: Apache-2.0
 
-"""Per-position Gaussians: fits, distances, the grid, state dicts, and checkpoints saved before they existed."""
+"""Per-position Gaussians: fits, distances, the grid, the score they enter, and checkpoints saved before them."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def test_a_state_dict_gives_an_empty_module_the_saved_grid() -> None:
     assert "grid=(3, 2)" in repr(loaded)
 
 
-def test_the_model_map_is_the_smaller_of_the_mixture_and_the_positions_distance() -> None:
+def test_the_image_score_reads_the_smaller_distance_and_the_map_stays_the_mixtures() -> None:
     torch.manual_seed(0)
     kwargs = {key: value for key, value in TINY_MODEL_KWARGS.items() if key != "image_size"}
     model = GaussFTModel(**kwargs).eval()
@@ -85,13 +85,17 @@ def test_the_model_map_is_the_smaller_of_the_mixture_and_the_positions_distance(
     assert plain.is_fitted
     queries = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
-        _, local = model.embed(queries)
+        pooled, local = model.embed(queries)
         mixture = model.local_mixture.distance_map(local)
         own = model.positional_gaussians.distance_map(local)
-        expected = model.anomaly_map_generator(torch.minimum(mixture, own), (64, 64))
-        torch.testing.assert_close(model(queries).anomaly_map, expected)
-        torch.testing.assert_close(plain(queries).anomaly_map, model.anomaly_map_generator(mixture, (64, 64)))
-    assert (own < mixture).any()  # the per-position Gaussians change the map
+        score_map = model.anomaly_map_generator(torch.minimum(mixture, own), (64, 64))
+        output, plain_output = model(queries), plain(queries)
+    torch.testing.assert_close(output.anomaly_map, model.anomaly_map_generator(mixture, (64, 64)))
+    torch.testing.assert_close(plain_output.anomaly_map, output.anomaly_map)
+    torch.testing.assert_close(model.score_map(local, (64, 64)), score_map)
+    torch.testing.assert_close(output.pred_score, model.image_score(pooled, score_map))
+    assert (own < mixture).any()  # the per-position Gaussians change the score
+    assert not torch.allclose(output.pred_score, plain_output.pred_score)
 
 
 def test_a_checkpoint_saved_before_the_setting_loads_without_per_position_gaussians(tmp_path) -> None:

@@ -1,7 +1,7 @@
 # Copyright (C) 2026 anomalib-gaussft developers
 # SPDX-License-Identifier: Apache-2.0
 
-"""``python -m tools.image_score_study`` on one tiny category: rows for every split, K and score; the summary."""
+"""``python -m tools.image_score_study`` on one tiny category: rows for every split, K, map and score; the summary."""
 
 from __future__ import annotations
 
@@ -32,3 +32,21 @@ def test_study_scores_every_candidate_on_test_and_pseudo_anomalies(
     table = capsys.readouterr().out
     reference = next(line for line in table.splitlines() if line.startswith("| combined_top1 | 16 |"))
     assert "| +0.0000 ± 0.0000 | 0 / 2 / 0 |" in reference  # compared with itself: two ties
+
+
+def test_study_compares_local_models_and_reuses_its_cache(demo_root: Path, tmp_path: Path) -> None:
+    arguments = [
+        "--root", str(demo_root), "--categories", "brick", "--seeds", "0", "--components", "4", "--image-size", "64",
+        "--random-weights", "--local-models", "mixture", "positional", "min", "--cache", str(tmp_path / "cache"),
+    ]  # fmt: skip
+    assert image_score_study.main([*arguments, "--output", str(tmp_path / "first")]) == 0
+    assert (tmp_path / "cache" / "brick.pt").is_file()
+    first = list(csv.DictReader((tmp_path / "first" / "image_score_study.csv").open()))
+    assert {row["local_model"] for row in first} == {"mixture", "positional", "min"}
+    top = {row["local_model"]: row["test_auroc"] for row in first if row["score"] == "top1"}
+    assert len(set(top.values())) > 1  # the maps differ
+    glob = {row["local_model"]: row["test_auroc"] for row in first if row["score"] == "global"}
+    assert len(set(glob.values())) == 1  # the global score does not read the map
+    assert image_score_study.main([*arguments, "--output", str(tmp_path / "second")]) == 0  # from the cache
+    second = list(csv.DictReader((tmp_path / "second" / "image_score_study.csv").open()))
+    assert second == first

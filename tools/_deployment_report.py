@@ -15,7 +15,7 @@ Example:
     >>> module = GaussFT(backbone="tf_efficientnet_lite0", pretrained=False, image_size=(32, 32), visualizer=False)
     >>> stages = eager_breakdown(module.eval(), np.zeros((2, 3, 32, 32), dtype=np.float32), repeats=1, warmup=0)
     >>> [name for name, _ in stages][-3:]  # doctest: +NORMALIZE_WHITESPACE
-    ['anomaly map blur (two 33-tap 1-D passes, sigma 4)', 'image score (geometric)',
+    ['per-position Gaussians and the score map (minimum, upsampling, blur)', 'image score (geometric)',
      'post-processing (normalise, threshold)']
 """
 
@@ -46,6 +46,7 @@ _SCOPES = (  # dynamo name scope prefix -> stage (first match wins)
     ("model.feature_extractor", "backbone trunk"),
     ("model.gaussians", "global Gaussians (pooled levels)"),
     ("model.local_mixture", "local mixture (every position)"),
+    ("model.positional_gaussians", "per-position Gaussians"),
     ("model.anomaly_map_generator.blur", "anomaly map blur"),
     ("model.anomaly_map_generator", "anomaly map upsampling"),
     ("model", "pooling, concatenation, sums"),
@@ -91,8 +92,8 @@ def eager_breakdown(module: GaussFT, batch: np.ndarray, repeats: int, warmup: in
 
     def local_mixture() -> None:
         local = concatenate_local_features([state["features"][name] for name in model.map_layers])
-        local = aggregate_local_features(local, model.local_aggregation)
-        state["local"] = model.local_mixture.distance_map(local)
+        state["local_features"] = aggregate_local_features(local, model.local_aggregation)
+        state["local"] = model.local_mixture.distance_map(state["local_features"])
 
     def upsample() -> None:
         state["map"] = torch.nn.functional.interpolate(
@@ -103,8 +104,13 @@ def eager_breakdown(module: GaussFT, batch: np.ndarray, repeats: int, warmup: in
         if model.anomaly_map_generator.blur is not None:
             state["map"] = model.anomaly_map_generator.blur(state["map"])
 
+    def score_map() -> None:  # the map the image score reads: the anomaly map, or with per-position Gaussians its own
+        state["score_map"] = state["map"]
+        if model.positional_gaussians is not None:
+            state["score_map"] = model.score_map(state["local_features"], state["x"].shape[-2:], state["local"])
+
     def image_score() -> None:
-        state["score"] = model.image_score(state["pooled"], state["map"])
+        state["score"] = model.image_score(state["pooled"], state["score_map"])
 
     def post_process() -> None:
         from anomalib.data import InferenceBatch
@@ -121,6 +127,7 @@ def eager_breakdown(module: GaussFT, batch: np.ndarray, repeats: int, warmup: in
         ),
         ("anomaly map upsampling", upsample),
         (f"anomaly map blur ({_blur_size(module)})", blur),
+        ("per-position Gaussians and the score map (minimum, upsampling, blur)", score_map),
         (f"image score ({model.image_score_mode})", image_score),
         ("post-processing (normalise, threshold)", post_process),
     ]

@@ -23,11 +23,18 @@ top ``q`` of pixels and its maximum, with medians ``m`` and median absolute devi
 larger of the two ratios), ``robust_z`` (``(g - m_g) / MAD_g + (t - m_t) / MAD_t``), ``combined_sq``
 (``global_sq`` in place of ``g``).
 
+``--local-models`` chooses the anomaly maps the local terms come from: ``mixture`` (the nearest of ``K`` components),
+``positional`` (each position's own Gaussian) and ``min`` (the smaller of the two, GaussFT's map with
+``local_positional=True``); the per-position Gaussians are fitted on the same fit images (``GaussFTModel``'s own
+estimator). ``--cache DIR`` keeps each category's embeddings in ``DIR/<category>.pt`` and reuses them.
+
 Example:
     .. code-block:: bash
 
         python -m tools.image_score_study --root /work/data/demo_large --categories brick cat \
             --seeds 0 1 2 --components 16 32 64 --output results/image_score_study
+        python -m tools.image_score_study --root /work/data/demo_large --categories brick cat \
+            --components 64 --local-models mixture positional min --output results/positional_study
 """
 
 from __future__ import annotations
@@ -44,13 +51,16 @@ from anomalib_gaussft.evaluation import rank_auroc
 from anomalib_gaussft.forgetting.pseudo_anomalies import PSEUDO_ANOMALIES, build_pseudo_anomalies
 from anomalib_gaussft.model.anomaly_map import top_fraction_mean
 from anomalib_gaussft.model.local_mixture import LocalGaussianMixture
+from anomalib_gaussft.model.positional_gaussians import PositionalGaussians
 from anomalib_gaussft.model.torch_model import GaussFTModel
 from tools._csv import write_rows
 
 __all__ = ["Embeddings", "candidate_scores", "extract", "run_category", "summarize"]
 
 #: The row every other row is compared with: GaussFT's image score and mixture before this study.
-REFERENCE = ("combined_top1", 16)
+REFERENCE = ("combined_top1", 16, "mixture")
+#: The anomaly maps a study can take its local terms from (module docstring).
+LOCAL_MODELS = ("mixture", "positional", "min")
 CHUNK = 20  # images per backbone or mixture batch
 #: Weights of the global term in the weighted geometric candidates ``geometric_top2_wA``.
 WEIGHTS = (0.2, 0.3, 0.4, 0.6, 0.7, 0.8)
@@ -94,11 +104,30 @@ def extract(root: Path, category: str, model: GaussFTModel, image_size: int) -> 
     return out
 
 
-def _terms(model: GaussFTModel, mixture: LocalGaussianMixture, embeddings: Embeddings, size: int) -> dict:
+def _distance_map(
+    local: torch.Tensor, mixture: LocalGaussianMixture, positional: PositionalGaussians | None, how: str
+) -> torch.Tensor:
+    """The ``(N, 1, h, w)`` distances of the ``how`` local model (:data:`LOCAL_MODELS`)."""
+    if how == "mixture":
+        return mixture.distance_map(local)
+    if how == "positional":
+        return positional.distance_map(local)
+    return torch.minimum(mixture.distance_map(local), positional.distance_map(local))
+
+
+def _terms(
+    model: GaussFTModel,
+    mixture: LocalGaussianMixture,
+    embeddings: Embeddings,
+    size: int,
+    positional: PositionalGaussians | None = None,
+    local_model: str = "mixture",
+) -> dict:
     pooled, local = embeddings
     distances = model.level_distances(pooled)
     maps = torch.cat([
-        model.anomaly_map_generator(mixture.distance_map(chunk.float()), (size, size)) for chunk in local.split(CHUNK)
+        model.anomaly_map_generator(_distance_map(chunk.float(), mixture, positional, local_model), (size, size))
+        for chunk in local.split(CHUNK)
     ])  # fmt: skip
     terms = {"g": distances.sum(dim=1), "gsq": distances.square().sum(dim=1), "max": maps.flatten(1).amax(dim=1)}
     for q in (0.5, 1, 2, 4):
@@ -138,9 +167,15 @@ def candidate_scores(terms: dict[str, torch.Tensor], fit: dict[str, torch.Tensor
 
 
 def run_category(
-    data: dict, model: GaussFTModel, category: str, seeds: Sequence[int], components: Sequence[int], size: int
+    data: dict,
+    model: GaussFTModel,
+    category: str,
+    seeds: Sequence[int],
+    components: Sequence[int],
+    size: int,
+    local_models: Sequence[str] = ("mixture",),
 ) -> list[dict]:
-    """One row per split seed, ``K`` and candidate: test AUROC and pseudo-AUROC."""
+    """One row per split seed, ``K``, local model and candidate: test AUROC and pseudo-AUROC."""
     train_pooled, train_local = data["train"]
     n = len(train_local)
     rows = []
@@ -156,20 +191,32 @@ def run_category(
             torch.cat([train_local[held]] + [local[held] for _, local in pseudo]),
         )
         pseudo_labels = torch.arange(len(pseudo_set[1])) >= len(held)
+        positional = model.positional_gaussians  # fitted by load_fits on the same fit images
+        fit_set = ([level[fit] for level in train_pooled], train_local[fit])
         for k in components:
             mixture = LocalGaussianMixture(model.local_mixture.dim, k)
             mixture.load_fits(estimators.local.fit(k))
-            fit_terms = _terms(model, mixture, ([level[fit] for level in train_pooled], train_local[fit]), size)
-            test = candidate_scores(_terms(model, mixture, data["test"], size), fit_terms)
-            held_out = candidate_scores(_terms(model, mixture, pseudo_set, size), fit_terms)
-            labels = data["labels"]
-            for name, scores in test.items():
-                rows.append({
-                    "category": category, "seed": seed, "components": k, "score": name,
-                    "test_auroc": rank_auroc(scores[~labels], scores[labels]),
-                    "pseudo_auroc": rank_auroc(held_out[name][~pseudo_labels], held_out[name][pseudo_labels]),
-                })  # fmt: skip
+            for local_model in local_models:
+                maps = {"positional": positional, "local_model": local_model}
+                fit_terms = _terms(model, mixture, fit_set, size, **maps)
+                test = candidate_scores(_terms(model, mixture, data["test"], size, **maps), fit_terms)
+                held_out = candidate_scores(_terms(model, mixture, pseudo_set, size, **maps), fit_terms)
+                key = {"category": category, "seed": seed, "components": k, "local_model": local_model}
+                rows += _rows(test, held_out, data["labels"], pseudo_labels, key)
     return rows
+
+
+def _rows(test: dict, held_out: dict, labels: torch.Tensor, pseudo_labels: torch.Tensor, key: dict) -> list[dict]:
+    """One row per candidate: ``key`` with its test AUROC and pseudo-AUROC."""
+    return [
+        {
+            **key,
+            "score": name,
+            "test_auroc": rank_auroc(scores[~labels], scores[labels]),
+            "pseudo_auroc": rank_auroc(held_out[name][~pseudo_labels], held_out[name][pseudo_labels]),
+        }
+        for name, scores in test.items()
+    ]
 
 
 def summarize(rows: Sequence[dict]) -> str:
@@ -178,14 +225,18 @@ def summarize(rows: Sequence[dict]) -> str:
     Means over categories and seeds, and the paired change against :data:`REFERENCE` (mean and standard deviation over
     the category-seed pairs; wins / ties / losses).
     """
-    cell = {(r["category"], int(r["seed"]), r["score"], int(r["components"])): r for r in rows}
+
+    def key(row: dict) -> tuple:  # rows written before --local-models had the mixture's maps
+        return row["score"], int(row["components"]), row.get("local_model") or "mixture"
+
+    cell = {(r["category"], int(r["seed"]), *key(r)): r for r in rows}
     categories = sorted({r["category"] for r in rows})
-    candidates = sorted({(r["score"], int(r["components"])) for r in rows})
+    candidates = sorted({key(r) for r in rows})
     pairs = sorted({(r["category"], int(r["seed"])) for r in rows})
     lines = [
-        "| score | K | test AUROC | std over seeds | pseudo-AUROC | test change vs reference | wins / ties / losses | "
-        + " | ".join(categories) + " |",
-        "|---|---:|---:|---:|---:|---:|---|" + "---:|" * len(categories),
+        "| score | K | map | test AUROC | std over seeds | pseudo-AUROC | test change vs reference | "
+        "wins / ties / losses | " + " | ".join(categories) + " |",
+        "|---|---:|---|---:|---:|---:|---:|---|" + "---:|" * len(categories),
     ]  # fmt: skip
 
     def value(pair: tuple, candidate: tuple, metric: str) -> float:
@@ -206,7 +257,7 @@ def summarize(rows: Sequence[dict]) -> str:
         ]
         spread = statistics.stdev(change) if len(change) > 1 else 0.0
         lines.append(
-            f"| {candidate[0]} | {candidate[1]} | {statistics.mean(per_seed):.4f} | "
+            f"| {candidate[0]} | {candidate[1]} | {candidate[2]} | {statistics.mean(per_seed):.4f} | "
             f"{statistics.stdev(per_seed) if len(per_seed) > 1 else 0.0:.4f} | "
             f"{statistics.mean(value(p, candidate, 'pseudo_auroc') for p in pairs):.4f} | "
             f"{statistics.mean(change):+.4f} ± {spread:.4f} | {record} | "
@@ -222,6 +273,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--categories", nargs="+", required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="split seeds (80 %% fit, 20 %% held)")
     parser.add_argument("--components", type=int, nargs="+", default=[16, 32, 64], help="mixture sizes K")
+    parser.add_argument(
+        "--local-models", nargs="+", default=["mixture"], choices=LOCAL_MODELS, help="maps of the local terms"
+    )
+    parser.add_argument("--cache", type=Path, default=None, help="keep and reuse embeddings in DIR/<category>.pt")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--random-weights", action="store_true", help="randomly initialised backbone (smoke tests)")
     parser.add_argument("--threads", type=int, default=1)
@@ -234,8 +289,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows: list[dict] = []
     for category in args.categories:
         start = time.perf_counter()
-        data = extract(args.root, category, model, args.image_size)
-        rows += run_category(data, model, category, args.seeds, args.components, args.image_size)
+        cached = args.cache / f"{category}.pt" if args.cache else None
+        if cached is not None and cached.is_file():
+            data = torch.load(cached)
+        else:
+            data = extract(args.root, category, model, args.image_size)
+            if cached is not None:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                torch.save(data, cached)
+        rows += run_category(data, model, category, args.seeds, args.components, args.image_size, args.local_models)
         print(f"{category}: {time.perf_counter() - start:.1f} s", flush=True)
         write_rows(args.output / "image_score_study.csv", rows)
     print(summarize(rows))

@@ -224,8 +224,8 @@ def _terms_from_first_pass(
             stop = min(start + first_pass.batch_size, n_images)
             grids = vectors[start * positions : stop * positions].view(stop - start, height, width, -1)
             local = grids.permute(0, 3, 1, 2)
-            anomaly_map = model.anomaly_map(local, first_pass.image_size)
-            terms.append(model.score_terms([level[start:stop] for level in pooled], anomaly_map))
+            score_map = model.score_map(local, first_pass.image_size)
+            terms.append(model.score_terms([level[start:stop] for level in pooled], score_map))
     return torch.cat(terms)
 
 
@@ -253,7 +253,7 @@ def training_score_terms(
     with eval_mode(model):
         for images in _training_batches(dataloader, transform, device, extra_images):
             pooled, local = model.embed(images)
-            terms.append(model.score_terms(pooled, model.anomaly_map(local, images.shape[-2:])))
+            terms.append(model.score_terms(pooled, model.score_map(local, images.shape[-2:])))
     return torch.cat(terms) if terms else torch.zeros(0, 2, device=device)
 
 

@@ -11,11 +11,11 @@ Data flows one way:
 3. Local path: the ``map_layers`` feature maps are concatenated at the finest resolution and averaged over 3 x 3
    neighbourhoods; a mixture of Gaussians over these local feature vectors
    (:class:`~anomalib_gaussft.model.local_mixture.LocalGaussianMixture`) gives the distance to the nearest component at
-   every position, one Gaussian per position
-   (:class:`~anomalib_gaussft.model.positional_gaussians.PositionalGaussians`) the distance to that position's normal
-   appearance; the smaller of the two, upsampled and smoothed, is the anomaly map.
+   every position; upsampled and smoothed into the anomaly map. One Gaussian per position
+   (:class:`~anomalib_gaussft.model.positional_gaussians.PositionalGaussians`) gives the distance to that position's
+   normal appearance; the smaller of the two distances makes the map the image score reads (:meth:`score_map`).
 4. Image score (``image_score="geometric"``, the default): the geometric mean of the global score and the mean of the
-   anomaly map's top 2 %; ``"global"`` is the paper's global score alone; ``"combined"`` (the default before
+   score map's top 2 %; ``"global"`` is the paper's global score alone; ``"combined"`` (the default before
    2026-11-29, kept so that its checkpoints score as they did) the sum of the global score and the map's top-1 % mean,
    each divided by its median over the training images.
 
@@ -116,8 +116,9 @@ class GaussFTModel(nn.Module):
         local_aggregation: Average the local feature vectors over ``local_aggregation x local_aggregation``
             neighbourhoods before the mixture sees them (``1``: none).
         local_positional: Also fit one Gaussian per position of the local feature map (PaDiM-style,
-            :class:`PositionalGaussians`); the map is then the smaller of the mixture's and the position's distance
-            (``docs/method.md``, "Anomaly maps"). Costs ``h w (p + p^2)`` floats: 73 MB at 224 px.
+            :class:`PositionalGaussians`); the image score's local term then reads the smaller of the mixture's and
+            the position's distance (:meth:`score_map`), the anomaly map stays the mixture's (``docs/method.md``,
+            "Image score"). Costs ``h w (p + p^2)`` floats: 73 MB at 224 px.
         max_local_vectors: Most local training vectors the mixture is fitted on (a uniform sample beyond that).
     """
 
@@ -239,19 +240,39 @@ class GaussFTModel(nn.Module):
         pooled, local = self.embed(images)
         if self.training:
             return pooled
-        anomaly_map = self.anomaly_map(local, images.shape[-2:])
-        return InferenceBatch(pred_score=self.image_score(pooled, anomaly_map), anomaly_map=anomaly_map)
+        size = images.shape[-2:]
+        mixture = self.local_mixture.distance_map(local)
+        anomaly_map = self.anomaly_map_generator(mixture, size)
+        score_map = None
+        if self.image_score_mode != "global":
+            score_map = anomaly_map if self.positional_gaussians is None else self.score_map(local, size, mixture)
+        return InferenceBatch(pred_score=self.image_score(pooled, score_map), anomaly_map=anomaly_map)
 
     def anomaly_map(self, local: torch.Tensor, image_size: tuple[int, int] | torch.Size) -> torch.Tensor:
         """The anomaly map ``(N, 1, H, W)`` at ``image_size`` from the local feature map of :meth:`embed`.
 
-        Each position's distance is the mixture's (to the nearest component) or, with per-position Gaussians, the
-        smaller of that and the distance to the position's own Gaussian; upsampled and smoothed.
+        Each position's distance to the nearest mixture component, upsampled and smoothed.
         """
-        distances = self.local_mixture.distance_map(local)
+        return self.anomaly_map_generator(self.local_mixture.distance_map(local), image_size)
+
+    def score_map(
+        self, local: torch.Tensor, image_size: tuple[int, int] | torch.Size, mixture: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The map whose top fraction the image score reads, ``(N, 1, H, W)``.
+
+        With per-position Gaussians each position's value is the smaller of the distance to the nearest mixture
+        component and to the position's own Gaussian (``docs/method.md``, "Image score"); without them it is
+        :meth:`anomaly_map`.
+
+        Args:
+            local: The local feature map of :meth:`embed`.
+            image_size: Output size.
+            mixture: The mixture's distances ``(N, 1, h, w)`` if already computed.
+        """
+        mixture = self.local_mixture.distance_map(local) if mixture is None else mixture
         if self.positional_gaussians is not None:
-            distances = torch.minimum(distances, self.positional_gaussians.distance_map(local))
-        return self.anomaly_map_generator(distances, image_size)
+            mixture = torch.minimum(mixture, self.positional_gaussians.distance_map(local))
+        return self.anomaly_map_generator(mixture, image_size)
 
     def level_distances(self, pooled: Sequence[torch.Tensor]) -> torch.Tensor:
         """Mahalanobis distance of each global level's pooled features to its Gaussian, shape ``(N, L)``."""
@@ -264,7 +285,8 @@ class GaussFTModel(nn.Module):
     def score_terms(self, pooled: Sequence[torch.Tensor], anomaly_map: torch.Tensor) -> torch.Tensor:
         """The two terms of the ``"geometric"`` or ``"combined"`` image score, unscaled, shape ``(N, 2)``.
 
-        Column 0: :meth:`global_score`; column 1: the mean of the anomaly map's top :data:`TOP_FRACTIONS` of pixels.
+        Column 0: :meth:`global_score`; column 1: the mean of the top :data:`TOP_FRACTIONS` of pixels of
+        ``anomaly_map``, the map of :meth:`score_map`.
         """
         local = top_fraction_mean(anomaly_map, TOP_FRACTIONS.get(self.image_score_mode, TOP_FRACTIONS["geometric"]))
         return torch.stack([self.global_score(pooled), local], dim=1)
@@ -274,7 +296,9 @@ class GaussFTModel(nn.Module):
 
         Args:
             pooled: Pooled features per global level, as returned by :meth:`embed`.
-            anomaly_map: The anomaly map ``(N, 1, H, W)``; needed by ``"geometric"`` and ``"combined"``.
+            anomaly_map: The map the score reads, ``(N, 1, H, W)`` (:meth:`score_map`: the anomaly map, or with
+                per-position Gaussians the smaller of the two distances); needed by ``"geometric"`` and
+                ``"combined"``.
 
         Returns:
             The raw (unnormalised) image scores.
