@@ -10,6 +10,7 @@ import torch
 from sklearn.covariance import LedoitWolf
 
 from anomalib_gaussft import GaussFT
+from anomalib_gaussft.model.checks import check_checkpoint
 from anomalib_gaussft.model.positional_gaussians import PositionalGaussianEstimator, PositionalGaussians
 from anomalib_gaussft.model.torch_model import GaussFTModel
 from tests.conftest import TINY_MODEL_KWARGS
@@ -122,3 +123,5 @@ def test_a_checkpoint_saved_before_the_setting_loads_without_per_position_gaussi
         torch.testing.assert_close(loaded.model(images).pred_score, old.model(images).pred_score, rtol=0, atol=0)
     new = GaussFT(**TINY_MODEL_KWARGS)
     assert new.model.positional_gaussians is not None  # the default
+    with pytest.raises(ValueError, match=r"old\.ckpt was saved without per-position Gaussians.*local_positional=False"):
+        check_checkpoint(checkpoint, f"Checkpoint {path}", model=new)  # e.g. a model built from CLI arguments

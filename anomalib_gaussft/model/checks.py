@@ -175,6 +175,13 @@ def check_checkpoint(checkpoint: Any, source: str, model: GaussFT | None = None)
         raise ValueError(msg)
     if model is None:
         return
+    if model.model.positional_gaussians is not None and "model.positional_gaussians.means" not in state:
+        msg = (
+            f"{source} was saved without per-position Gaussians (before `local_positional` existed, or with it "
+            "off); this model has them. Build the model with `local_positional=False` (`--model.local_positional "
+            "false`), or use `GaussFT.load_from_checkpoint`, which takes the checkpoint's settings."
+        )
+        raise ValueError(msg)
     expected = model.state_dict()
     mismatched = [
         f"{key}: {tuple(value.shape)} in the checkpoint, {tuple(expected[key].shape)} here"
