@@ -51,7 +51,6 @@ from anomalib_gaussft.evaluation import rank_auroc
 from anomalib_gaussft.forgetting.pseudo_anomalies import PSEUDO_ANOMALIES, build_pseudo_anomalies
 from anomalib_gaussft.model.anomaly_map import top_fraction_mean
 from anomalib_gaussft.model.local_mixture import LocalGaussianMixture
-from anomalib_gaussft.model.positional_gaussians import PositionalGaussians
 from anomalib_gaussft.model.torch_model import GaussFTModel
 from tools._csv import write_rows
 
@@ -104,31 +103,25 @@ def extract(root: Path, category: str, model: GaussFTModel, image_size: int) -> 
     return out
 
 
-def _distance_map(
-    local: torch.Tensor, mixture: LocalGaussianMixture, positional: PositionalGaussians | None, how: str
+def _local_map(
+    model: GaussFTModel, mixture: LocalGaussianMixture, local: torch.Tensor, size: int, local_model: str
 ) -> torch.Tensor:
-    """The ``(N, 1, h, w)`` distances of the ``how`` local model (:data:`LOCAL_MODELS`)."""
-    if how == "mixture":
-        return mixture.distance_map(local)
-    if how == "positional":
-        return positional.distance_map(local)
-    return torch.minimum(mixture.distance_map(local), positional.distance_map(local))
+    """The ``(N, 1, size, size)`` map of the ``local_model`` (:data:`LOCAL_MODELS`), with the study's ``mixture``.
+
+    ``min`` is the model's own score map (:meth:`GaussFTModel.score_map`) with the study's mixture distances.
+    """
+    if local_model == "min":
+        return model.score_map(local, (size, size), mixture=mixture.distance_map(local))
+    scorer = model.positional_gaussians if local_model == "positional" else mixture
+    return model.anomaly_map_generator(scorer.distance_map(local), (size, size))
 
 
 def _terms(
-    model: GaussFTModel,
-    mixture: LocalGaussianMixture,
-    embeddings: Embeddings,
-    size: int,
-    positional: PositionalGaussians | None = None,
-    local_model: str = "mixture",
+    model: GaussFTModel, mixture: LocalGaussianMixture, embeddings: Embeddings, size: int, local_model: str = "mixture"
 ) -> dict:
     pooled, local = embeddings
     distances = model.level_distances(pooled)
-    maps = torch.cat([
-        model.anomaly_map_generator(_distance_map(chunk.float(), mixture, positional, local_model), (size, size))
-        for chunk in local.split(CHUNK)
-    ])  # fmt: skip
+    maps = torch.cat([_local_map(model, mixture, chunk.float(), size, local_model) for chunk in local.split(CHUNK)])
     terms = {"g": distances.sum(dim=1), "gsq": distances.square().sum(dim=1), "max": maps.flatten(1).amax(dim=1)}
     for q in (0.5, 1, 2, 4):
         terms[f"top{q:g}"] = top_fraction_mean(maps, q / 100)
@@ -191,16 +184,14 @@ def run_category(
             torch.cat([train_local[held]] + [local[held] for _, local in pseudo]),
         )
         pseudo_labels = torch.arange(len(pseudo_set[1])) >= len(held)
-        positional = model.positional_gaussians  # fitted by load_fits on the same fit images
         fit_set = ([level[fit] for level in train_pooled], train_local[fit])
         for k in components:
             mixture = LocalGaussianMixture(model.local_mixture.dim, k)
             mixture.load_fits(estimators.local.fit(k))
             for local_model in local_models:
-                maps = {"positional": positional, "local_model": local_model}
-                fit_terms = _terms(model, mixture, fit_set, size, **maps)
-                test = candidate_scores(_terms(model, mixture, data["test"], size, **maps), fit_terms)
-                held_out = candidate_scores(_terms(model, mixture, pseudo_set, size, **maps), fit_terms)
+                fit_terms = _terms(model, mixture, fit_set, size, local_model)
+                test = candidate_scores(_terms(model, mixture, data["test"], size, local_model), fit_terms)
+                held_out = candidate_scores(_terms(model, mixture, pseudo_set, size, local_model), fit_terms)
                 key = {"category": category, "seed": seed, "components": k, "local_model": local_model}
                 rows += _rows(test, held_out, data["labels"], pseudo_labels, key)
     return rows
@@ -284,8 +275,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.output.mkdir(parents=True, exist_ok=True)
-    # The embeddings are GaussFT's at its defaults; the study fits its own mixtures (``load_fits`` fits one component).
-    model = GaussFTModel("tf_efficientnet_lite0", pretrained=not args.random_weights, local_components=1).eval()
+    # The embeddings are GaussFT's at its defaults; the study fits its own mixtures (``load_fits`` fits one component)
+    # and, only where a requested map reads them, the per-position Gaussians (on the same fit images).
+    positional = any(local_model != "mixture" for local_model in args.local_models)
+    model = GaussFTModel(
+        "tf_efficientnet_lite0", pretrained=not args.random_weights, local_components=1, local_positional=positional
+    ).eval()
     rows: list[dict] = []
     for category in args.categories:
         start = time.perf_counter()
