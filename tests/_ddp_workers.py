@@ -29,3 +29,34 @@ def gaussian_shard_worker(rank: int, world_size: int, port: int, data: np.ndarra
         queue.put((rank, fit.mean.numpy(), fit.covariance.numpy(), fit.count))
     finally:
         dist.destroy_process_group()
+
+
+def fit_shard_worker(rank: int, world_size: int, port: int, model, images: torch.Tensor, queue) -> None:
+    """Fit every Gaussian of ``model`` on this rank's shard of ``images``, counting the collectives it issues.
+
+    Reports ``(rank, collectives, state_dict)``: the number of ``reduce_sum`` and ``all_gather`` calls of the fit, and
+    the fitted model's state.
+    """
+    from anomalib_gaussft.model.fitting import fit_training_set
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+    calls = {"reduce_sum": 0, "all_gather": 0}
+    try:
+
+        def reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+            calls["reduce_sum"] += 1
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+            return tensor
+
+        def all_gather(tensor: torch.Tensor) -> torch.Tensor:
+            calls["all_gather"] += 1
+            gathered = [torch.empty_like(tensor) for _ in range(world_size)]
+            dist.all_gather(gathered, tensor.contiguous())
+            return torch.stack(gathered)
+
+        shard = images.tensor_split(world_size)[rank]
+        fit_training_set(model, shard.split(3), reduce_sum=reduce_sum, all_gather=all_gather)
+        queue.put((rank, dict(calls), {key: value.numpy() for key, value in model.state_dict().items()}))
+    finally:
+        dist.destroy_process_group()

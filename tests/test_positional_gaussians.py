@@ -11,6 +11,7 @@ from sklearn.covariance import LedoitWolf
 
 from anomalib_gaussft import GaussFT
 from anomalib_gaussft.model.checks import check_checkpoint
+from anomalib_gaussft.model.gaussian import StreamingGaussianEstimator
 from anomalib_gaussft.model.positional_gaussians import PositionalGaussianEstimator, PositionalGaussians
 from anomalib_gaussft.model.torch_model import GaussFTModel
 from tests.conftest import TINY_MODEL_KWARGS
@@ -125,3 +126,72 @@ def test_a_checkpoint_saved_before_the_setting_loads_without_per_position_gaussi
     assert new.model.positional_gaussians is not None  # the default
     with pytest.raises(ValueError, match=r"old\.ckpt was saved without per-position Gaussians.*local_positional=False"):
         check_checkpoint(checkpoint, f"Checkpoint {path}", model=new)  # e.g. a model built from CLI arguments
+
+
+def test_the_batched_estimator_gives_every_position_the_fit_of_its_own_estimator() -> None:
+    """One batched estimator equals one estimator per position (the numbers before batching), also after a reduce."""
+    generator = torch.Generator().manual_seed(2)
+    features = torch.randn(25, 6, 3, 4, generator=generator) * torch.rand(1, 6, 3, 4, generator=generator) * 5 + 2
+    features[:, :, 0, 0] = 1.5  # a constant position: the ridge fallback, position by position
+    batched = PositionalGaussianEstimator(dim=6)
+    singles = [StreamingGaussianEstimator(6) for _ in range(12)]
+    for batch in features.split(9):
+        batched.update(batch)
+        for position, estimator in enumerate(singles):
+            estimator.update(batch.flatten(2)[:, :, position])
+    double = lambda tensor: tensor * 2  # noqa: E731 (two identical processes)
+    batched.all_reduce(double)
+    for estimator in singles:
+        estimator.all_reduce(double)
+    fit = batched.fit()
+    assert fit.mean.shape == (12, 6)
+    assert fit.count == 50
+    for position, estimator in enumerate(singles):
+        single = estimator.fit()
+        torch.testing.assert_close(fit.mean[position], single.mean, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(fit.whitening[position], single.whitening, rtol=1e-10, atol=1e-10)
+        assert float(fit.shrinkage[position]) == pytest.approx(single.shrinkage, abs=1e-12)
+
+
+def test_a_two_process_fit_issues_as_many_collectives_at_any_input_size() -> None:
+    """Two gloo processes: the collectives of a fit do not grow with the positions, and the fit equals one process's."""
+    import socket
+
+    import torch.multiprocessing as mp
+    from _ddp_workers import fit_shard_worker
+
+    from anomalib_gaussft.model.fitting import fit_training_set
+
+    calls = []
+    for size in (32, 64):  # 8 x 8 and 16 x 16 positions at layer1 (stride 4)
+        torch.manual_seed(0)
+        model = GaussFTModel("resnet18", layers=["layer1", "layer2"], map_layers=["layer1"], pretrained=False)
+        model.local_mixture = type(model.local_mixture)(model.local_mixture.dim, components=2)
+        images = torch.rand(11, 3, size, size, generator=torch.Generator().manual_seed(size))
+        single = type(model)("resnet18", layers=["layer1", "layer2"], map_layers=["layer1"], pretrained=False)
+        single.local_mixture = type(single.local_mixture)(single.local_mixture.dim, components=2)
+        single.load_state_dict(model.state_dict())
+        fit_training_set(single, images.split(3))
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        context = mp.get_context("fork")
+        queue = context.Queue()
+        processes = [
+            context.Process(target=fit_shard_worker, args=(rank, 2, port, model, images, queue)) for rank in range(2)
+        ]
+        for process in processes:
+            process.start()
+        results = [queue.get(timeout=120) for _ in processes]
+        for process in processes:
+            process.join(timeout=60)
+            assert process.exitcode == 0
+        reference = single.state_dict()
+        for _, counts, state in results:
+            calls.append(counts)
+            for key in ("positional_gaussians.means", "positional_gaussians.whitenings", "gaussians.0.whitening"):
+                scale = reference[key].abs().max().item()
+                actual = torch.from_numpy(state[key])
+                torch.testing.assert_close(actual, reference[key], rtol=1e-6, atol=1e-6 * scale, msg=key)
+    assert calls[0] == calls[1] == calls[2] == calls[3], calls  # both ranks, both sizes
+    assert calls[0]["reduce_sum"] <= 7 * 3  # seven per estimator: two global levels and the per-position one

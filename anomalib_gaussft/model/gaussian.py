@@ -54,41 +54,62 @@ def ledoit_wolf_shrinkage(
     which :class:`StreamingGaussianEstimator` accumulates without keeping the samples.
 
     Args:
-        covariance: Empirical (biased, divided by ``n``) covariance, shape ``(p, p)``, float64.
-        sum_fourth_power_norms: ``sum_i ||x_i - mean||^4`` over the samples, a float64 scalar.
+        covariance: Empirical (biased, divided by ``n``) covariance, shape ``(..., p, p)`` (leading dimensions: a
+            batch of independent Gaussians), float64.
+        sum_fourth_power_norms: ``sum_i ||x_i - mean||^4`` over the samples, float64, shape ``(...)``.
         count: Number of samples ``n``.
 
     Returns:
-        The shrinkage intensity in ``[0, 1]`` as a float64 scalar tensor.
+        The shrinkage intensity in ``[0, 1]``, float64, shape ``(...)``.
+
+    Example:
+        >>> ledoit_wolf_shrinkage(torch.eye(3, dtype=torch.float64), torch.tensor(30.0, dtype=torch.float64), 10)
+        tensor(0., dtype=torch.float64)
     """
-    n_features = covariance.shape[0]
-    mu = torch.trace(covariance) / n_features
-    delta_ = (covariance**2).sum()  # sklearn: sum((X^T X)^2) / n^2
+    n_features = covariance.shape[-1]
+    mu = _trace(covariance) / n_features
+    delta_ = (covariance**2).sum(dim=(-2, -1))  # sklearn: sum((X^T X)^2) / n^2
     beta = (sum_fourth_power_norms / count - delta_) / (n_features * count)
     delta = (delta_ - n_features * mu**2) / n_features  # = ||C - mu I||_F^2 / p
     beta = torch.minimum(beta, delta)
-    if delta <= 0 or beta <= 0:  # isotropic or degenerate data: the target already equals C
-        return torch.zeros((), dtype=covariance.dtype, device=covariance.device)
-    return beta / delta
+    degenerate = (delta <= 0) | (beta <= 0)  # isotropic or degenerate data: the target already equals C
+    return torch.where(degenerate, torch.zeros_like(delta), beta / torch.where(degenerate, 1, delta))
+
+
+def _trace(matrices: torch.Tensor) -> torch.Tensor:
+    """Trace of every matrix of ``(..., p, p)``, shape ``(...)``."""
+    return matrices.diagonal(dim1=-2, dim2=-1).sum(dim=-1)
+
+
+def _outer(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """Outer product of the last dimensions of ``(..., p)`` and ``(..., q)``, shape ``(..., p, q)``."""
+    return first.unsqueeze(-1) * second.unsqueeze(-2)
+
+
+def _dot(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """Dot product along the last dimension, shape ``(...)``."""
+    return (first * second).sum(dim=-1)
 
 
 @dataclass(frozen=True)
 class GaussianFit:
     """A fitted Gaussian in float64, before it is stored in a :class:`MultivariateGaussian`.
 
+    The fit of a batched estimator (``batch_shape``) holds every Gaussian of the batch along leading dimensions.
+
     Attributes:
-        mean: Mean vector, shape ``(p,)``.
-        covariance: Ledoit-Wolf shrunk covariance (plus the ridge), shape ``(p, p)``.
+        mean: Mean vector, shape ``(..., p)``.
+        covariance: Ledoit-Wolf shrunk covariance (plus the ridge), shape ``(..., p, p)``.
         whitening: Inverse of the lower Cholesky factor ``L`` of ``covariance``; ``||W (x - mean)||`` is the
             Mahalanobis distance.
-        shrinkage: The Ledoit-Wolf shrinkage intensity that was applied.
-        count: Number of samples the fit used.
+        shrinkage: The Ledoit-Wolf shrinkage intensity that was applied (a float; a ``(...)`` tensor for a batch).
+        count: Number of samples the fit used (each Gaussian of a batch).
     """
 
     mean: torch.Tensor
     covariance: torch.Tensor
     whitening: torch.Tensor
-    shrinkage: float
+    shrinkage: float | torch.Tensor
     count: int
 
 
@@ -100,10 +121,17 @@ class StreamingGaussianEstimator:
     summed in any order; memory is ``O(p^2)`` whatever the number of samples. The shift only improves numerical
     accuracy; by default it is the mean of the first batch.
 
+    With ``batch_shape`` the estimator holds that many independent Gaussians at once (e.g. one per position of a
+    feature map): every statistic gains the leading ``batch_shape`` dimensions, an update is one batched matrix
+    product, :meth:`all_reduce` issues the same seven collectives whatever the batch, and :meth:`fit` factorises
+    every covariance in one batched call. Each Gaussian of the batch gets the numbers an estimator of its own gets.
+
     Args:
         dim: Feature dimension ``p``.
-        shift: Optional vector subtracted from every sample before accumulation. Defaults to zeros.
+        shift: Optional vector subtracted from every sample before accumulation, shape ``(*batch_shape, p)``.
+            Defaults to zeros.
         device: Device of the accumulators. Defaults to the device of ``shift`` or the CPU.
+        batch_shape: Leading dimensions of independent Gaussians (default: one Gaussian).
 
     Example:
         >>> estimator = StreamingGaussianEstimator(dim=4)
@@ -111,38 +139,54 @@ class StreamingGaussianEstimator:
         >>> fit = estimator.fit()
         >>> fit.mean.shape, fit.covariance.shape
         (torch.Size([4]), torch.Size([4, 4]))
+
+        Three independent Gaussians, each fitted on its own 50 samples:
+
+        >>> batched = StreamingGaussianEstimator(dim=4, batch_shape=(3,))
+        >>> batched.update(torch.randn(3, 50, 4))
+        >>> batched.fit().whitening.shape, batched.n_samples
+        (torch.Size([3, 4, 4]), 50)
     """
 
-    def __init__(self, dim: int, shift: torch.Tensor | None = None, device: torch.device | str | None = None) -> None:
+    def __init__(
+        self,
+        dim: int,
+        shift: torch.Tensor | None = None,
+        device: torch.device | str | None = None,
+        batch_shape: tuple[int, ...] = (),
+    ) -> None:
         if dim < 1:
             msg = f"Feature dimension must be positive, got {dim}."
             raise ValueError(msg)
         if device is None:
             device = shift.device if shift is not None else "cpu"
         self.dim = dim
+        self.batch_shape = tuple(batch_shape)
         kwargs = {"dtype": torch.float64, "device": device}
         self._shift_given = shift is not None
-        self.shift = torch.zeros(dim, **kwargs) if shift is None else shift.detach().to(**kwargs).clone()
-        if self.shift.shape != (dim,):
-            msg = f"Shift must have shape ({dim},), got {tuple(self.shift.shape)}."
+        vector = (*self.batch_shape, dim)
+        self.shift = torch.zeros(vector, **kwargs) if shift is None else shift.detach().to(**kwargs).clone()
+        if self.shift.shape != vector:
+            msg = f"Shift must have shape {vector}, got {tuple(self.shift.shape)}."
             raise ValueError(msg)
         self.count = torch.zeros((), **kwargs)
-        self.sum = torch.zeros(dim, **kwargs)
-        self.sum_outer = torch.zeros(dim, dim, **kwargs)
-        self.sum_norm2_weighted = torch.zeros(dim, **kwargs)
-        self.sum_norm4 = torch.zeros((), **kwargs)
+        self.sum = torch.zeros(vector, **kwargs)
+        self.sum_outer = torch.zeros((*vector, dim), **kwargs)
+        self.sum_norm2_weighted = torch.zeros(vector, **kwargs)
+        self.sum_norm4 = torch.zeros(self.batch_shape, **kwargs)
 
     def update(self, samples: torch.Tensor) -> None:
         """Add a batch of samples.
 
         Args:
-            samples: Tensor of shape ``(n, p)``; any float dtype (converted to float64).
+            samples: Tensor of shape ``(*batch_shape, n, p)``; any float dtype (converted to float64).
 
         Raises:
             ValueError: If the shape does not match or the samples contain NaN or infinite values.
         """
-        if samples.ndim != 2 or samples.shape[1] != self.dim:
-            msg = f"Expected samples of shape (n, {self.dim}), got {tuple(samples.shape)}."
+        expected = (*self.batch_shape, "n", self.dim)
+        if samples.ndim != len(expected) or samples.shape[:-2] != self.batch_shape or samples.shape[-1] != self.dim:
+            msg = f"Expected samples of shape ({', '.join(map(str, expected))}), got {tuple(samples.shape)}."
             raise ValueError(msg)
         x = samples.detach().to(dtype=torch.float64, device=self.shift.device)
         if not torch.isfinite(x).all():
@@ -151,15 +195,15 @@ class StreamingGaussianEstimator:
                 "or from a diverged fine-tuning run); the Gaussian cannot be estimated from them."
             )
             raise ValueError(msg)
-        if not self._shift_given and self.count.item() == 0 and x.shape[0] > 0:
-            self.shift = x.mean(dim=0)  # centre on the first batch: keeps float64 sums well conditioned
-        y = x - self.shift
-        norm2 = (y * y).sum(dim=1)
-        self.count += y.shape[0]
-        self.sum += y.sum(dim=0)
-        self.sum_outer += y.T @ y
-        self.sum_norm2_weighted += norm2 @ y
-        self.sum_norm4 += (norm2 * norm2).sum()
+        if not self._shift_given and self.count.item() == 0 and x.shape[-2] > 0:
+            self.shift = x.mean(dim=-2)  # centre on the first batch: keeps float64 sums well conditioned
+        y = x - self.shift.unsqueeze(-2)
+        norm2 = (y * y).sum(dim=-1)
+        self.count += y.shape[-2]
+        self.sum += y.sum(dim=-2)
+        self.sum_outer += y.mT @ y
+        self.sum_norm2_weighted += (norm2.unsqueeze(-2) @ y).squeeze(-2)
+        self.sum_norm4 += (norm2 * norm2).sum(dim=-1)
 
     def _moments_about(self, new_shift: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The accumulated moments re-expressed for samples shifted by ``new_shift`` instead of ``self.shift``.
@@ -171,21 +215,23 @@ class StreamingGaussianEstimator:
         """
         n, s1, s2, v, s4 = self.count, self.sum, self.sum_outer, self.sum_norm2_weighted, self.sum_norm4
         d = self.shift - new_shift
-        dd = d @ d
-        s1_d = s1 @ d
-        s2_d = s2 @ d
-        trace_s2 = torch.trace(s2)
+        dd = _dot(d, d)
+        s1_d = _dot(s1, d)
+        s2_d = (s2 @ d.unsqueeze(-1)).squeeze(-1)
+        trace_s2 = _trace(s2)
         new_s1 = s1 + n * d
-        new_s2 = s2 + torch.outer(s1, d) + torch.outer(d, s1) + n * torch.outer(d, d)
-        new_v = v + trace_s2 * d + 2 * s2_d + 2 * s1_d * d + dd * s1 + n * dd * d
-        new_s4 = s4 + 4 * (d @ s2_d) + n * dd * dd + 4 * (v @ d) + 2 * dd * trace_s2 + 4 * dd * s1_d
+        new_s2 = s2 + _outer(s1, d) + _outer(d, s1) + n * _outer(d, d)
+        new_v = v + trace_s2.unsqueeze(-1) * d + 2 * s2_d + (2 * s1_d + n * dd).unsqueeze(-1) * d
+        new_v = new_v + dd.unsqueeze(-1) * s1
+        new_s4 = s4 + 4 * _dot(d, s2_d) + n * dd * dd + 4 * _dot(v, d) + 2 * dd * trace_s2 + 4 * dd * s1_d
         return new_s1, new_s2, new_v, new_s4
 
     def all_reduce(self, reduce_sum: Callable[[torch.Tensor], torch.Tensor]) -> None:
         """Sum the statistics across processes, e.g. DDP ranks, so every rank holds the global moments.
 
         Each rank may have centred its samples differently; the moments are first re-expressed about the mean of
-        all ranks' shifts (the same on every rank), then summed.
+        all ranks' shifts (the same on every rank), then summed. Seven calls of ``reduce_sum``, whatever the
+        ``batch_shape``.
 
         Args:
             reduce_sum: A function that returns the sum of a tensor over all processes, such as
@@ -203,7 +249,7 @@ class StreamingGaussianEstimator:
 
     @property
     def n_samples(self) -> int:
-        """Number of samples accumulated so far."""
+        """Number of samples accumulated so far (into each Gaussian of a batch)."""
         return int(self.count.item())
 
     def mean(self) -> torch.Tensor:
@@ -215,8 +261,8 @@ class StreamingGaussianEstimator:
         """Empirical (maximum likelihood, divided by ``n``) covariance, float64."""
         self._check_not_empty()
         centered_mean = self.sum / self.count
-        covariance = self.sum_outer / self.count - torch.outer(centered_mean, centered_mean)
-        return (covariance + covariance.T) / 2
+        covariance = self.sum_outer / self.count - _outer(centered_mean, centered_mean)
+        return (covariance + covariance.mT) / 2
 
     def ledoit_wolf(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Ledoit-Wolf shrunk covariance and its shrinkage intensity (equal to sklearn's ``LedoitWolf``).
@@ -227,9 +273,10 @@ class StreamingGaussianEstimator:
         covariance = self.covariance()
         _, _, _, sum_fourth = self._moments_about(self.mean())  # sum_i ||x_i - mean||^4
         shrinkage = ledoit_wolf_shrinkage(covariance, sum_fourth.clamp_min(0), self.n_samples)
-        mu = torch.trace(covariance) / self.dim
+        mu = _trace(covariance) / self.dim
         eye = torch.eye(self.dim, dtype=covariance.dtype, device=covariance.device)
-        return (1 - shrinkage) * covariance + shrinkage * mu * eye, shrinkage
+        target = (shrinkage * mu)[..., None, None] * eye
+        return (1 - shrinkage)[..., None, None] * covariance + target, shrinkage
 
     def fit(self, ridge: float = 1e-6) -> GaussianFit:
         """Fit the Gaussian: mean, Ledoit-Wolf covariance and its Cholesky-based whitening matrix.
@@ -240,28 +287,33 @@ class StreamingGaussianEstimator:
                 images). Keeps the factorisation defined for singular data; ``1e-6`` changes scores negligibly.
 
         Returns:
-            The fitted :class:`GaussianFit`.
+            The fitted :class:`GaussianFit` (every Gaussian of a batch along its leading dimensions).
+
+        Raises:
+            ValueError: If a covariance stays not positive definite even with a large ridge (non-finite features).
         """
         covariance, shrinkage = self.ledoit_wolf()
-        mu = torch.trace(covariance) / self.dim
-        scale = mu if mu > 0 else torch.ones_like(mu)
+        mu = _trace(covariance) / self.dim
+        scale = torch.where(mu > 0, mu, torch.ones_like(mu))[..., None, None]
         eye = torch.eye(self.dim, dtype=covariance.dtype, device=covariance.device)
         covariance = covariance + ridge * scale * eye
         cholesky, info = torch.linalg.cholesky_ex(covariance)
-        if info.item() != 0:  # not positive definite even with the ridge: raise it until it is
-            for factor in (1e-4, 1e-2, 1.0):
-                cholesky, info = torch.linalg.cholesky_ex(covariance + factor * scale * eye)
-                if info.item() == 0:
-                    break
-            else:
-                msg = "Covariance is not positive definite; are the features finite?"
-                raise ValueError(msg)
-        whitening = torch.linalg.solve_triangular(cholesky, eye, upper=False)
+        for factor in (1e-4, 1e-2, 1.0):  # not positive definite even with the ridge: raise it where needed
+            failed = info != 0
+            if not failed.any():
+                break
+            retried, info_retried = torch.linalg.cholesky_ex(covariance + factor * scale * eye)
+            cholesky = torch.where(failed[..., None, None], retried, cholesky)
+            info = torch.where(failed, info_retried, info)
+        if (info != 0).any():
+            msg = "Covariance is not positive definite; are the features finite?"
+            raise ValueError(msg)
+        whitening = torch.linalg.solve_triangular(cholesky, eye.expand_as(cholesky), upper=False)
         return GaussianFit(
             mean=self.mean(),
             covariance=covariance,
             whitening=whitening,
-            shrinkage=float(shrinkage),
+            shrinkage=shrinkage if self.batch_shape else float(shrinkage),
             count=self.n_samples,
         )
 

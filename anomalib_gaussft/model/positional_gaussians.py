@@ -10,8 +10,10 @@ Ledoit-Wolf Gaussian per position, fitted on the training images' vectors at tha
 the smaller of the two distances (``docs/method.md``, "Anomaly maps"): a position is normal when either model
 explains it.
 
-* :class:`PositionalGaussianEstimator` accumulates the moments of every position with one
-  :class:`~anomalib_gaussft.model.gaussian.StreamingGaussianEstimator` each (additive, so DDP sums them exactly).
+* :class:`PositionalGaussianEstimator` accumulates the moments of every position in one batched
+  :class:`~anomalib_gaussft.model.gaussian.StreamingGaussianEstimator` (one Gaussian per position): one batched
+  product per batch of images, a handful of collectives per fit under DDP whatever the number of positions, and
+  additive moments, so DDP sums them exactly.
 * :class:`PositionalGaussians` stores the fits as float32 buffers ``means`` ``(P, p)`` and ``whitenings``
   ``(P, p, p)``, ``P = h x w``. The grid is known only once the model has seen features (it follows from the input
   size), so the buffers start empty and take the fitted (or loaded) shape.
@@ -27,7 +29,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -40,6 +42,10 @@ __all__ = ["PositionalGaussianEstimator", "PositionalGaussians"]
 
 class PositionalGaussianEstimator:
     """Streaming moments of the local feature vectors at every position of a fixed ``h x w`` grid.
+
+    One :class:`~anomalib_gaussft.model.gaussian.StreamingGaussianEstimator` with ``batch_shape=(h w,)`` holds
+    them, so an update, the DDP reduction and the fit each cost a fixed number of tensor operations, not one per
+    position.
 
     Args:
         dim: Feature dimension ``p``.
@@ -60,12 +66,12 @@ class PositionalGaussianEstimator:
         self.dim = dim
         self.device = device
         self.grid: tuple[int, int] | None = None
-        self.estimators: list[StreamingGaussianEstimator] = []
+        self.estimator: StreamingGaussianEstimator | None = None
 
     @property
     def n_images(self) -> int:
         """Number of feature maps accumulated."""
-        return self.estimators[0].n_samples if self.estimators else 0
+        return self.estimator.n_samples if self.estimator is not None else 0
 
     def update(self, features: torch.Tensor) -> None:
         """Add local feature maps ``(N, p, h, w)``.
@@ -79,33 +85,37 @@ class PositionalGaussianEstimator:
         grid = (int(features.shape[2]), int(features.shape[3]))
         if self.grid is None:
             self.grid = grid
-            positions = grid[0] * grid[1]
-            self.estimators = [StreamingGaussianEstimator(self.dim, device=self.device) for _ in range(positions)]
+            self.estimator = StreamingGaussianEstimator(self.dim, device=self.device, batch_shape=(grid[0] * grid[1],))
         elif grid != self.grid:
             msg = (
                 f"Local feature maps of {grid[0]} x {grid[1]} positions after {self.grid[0]} x {self.grid[1]}: the "
                 "per-position Gaussians need every training image at the same size (setting `image_size`)."
             )
             raise ValueError(msg)
-        vectors = features.detach().flatten(2).permute(2, 0, 1)  # (P, N, p)
-        for estimator, position in zip(self.estimators, vectors, strict=True):
-            estimator.update(position)
+        self.estimator.update(features.detach().flatten(2).permute(2, 0, 1))  # (P, N, p)
 
     def all_reduce(self, reduce_sum: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        """Sum every position's moments over processes (see :meth:`StreamingGaussianEstimator.all_reduce`)."""
-        for estimator in self.estimators:
-            estimator.all_reduce(reduce_sum)
+        """Sum every position's moments over processes (see :meth:`StreamingGaussianEstimator.all_reduce`).
 
-    def fit(self, ridge: float = 1e-6) -> list[GaussianFit]:
-        """One Ledoit-Wolf fit per position, row by row.
+        Raises:
+            ValueError: If this process accumulated nothing (every rank needs the grid to take part).
+        """
+        self._check_accumulated()
+        self.estimator.all_reduce(reduce_sum)
+
+    def fit(self, ridge: float = 1e-6) -> GaussianFit:
+        """One Ledoit-Wolf fit per position, row by row along the fit's first dimension (``means`` ``(P, p)``).
 
         Raises:
             ValueError: If nothing was accumulated.
         """
-        if not self.estimators:
+        self._check_accumulated()
+        return self.estimator.fit(ridge=ridge)
+
+    def _check_accumulated(self) -> None:
+        if self.estimator is None:
             msg = "No local feature maps were accumulated: the per-position Gaussians cannot be fitted."
             raise ValueError(msg)
-        return [estimator.fit(ridge=ridge) for estimator in self.estimators]
 
 
 class PositionalGaussians(nn.Module):
@@ -119,7 +129,8 @@ class PositionalGaussians(nn.Module):
 
     Example:
         >>> gaussians = PositionalGaussians(dim=2)
-        >>> gaussians.load_fits([GaussianFit(torch.zeros(2), torch.eye(2), torch.eye(2), 0.0, 1)] * 2, (1, 2))
+        >>> eye = torch.eye(2).expand(2, 2, 2)
+        >>> gaussians.load_fits(GaussianFit(torch.zeros(2, 2), eye, eye, torch.zeros(2), 1), (1, 2))
         >>> gaussians.distance_map(torch.full((1, 2, 1, 2), 3.0)).flatten().tolist()  # sqrt(3^2 + 3^2)
         [4.242640495300293, 4.242640495300293]
     """
@@ -136,18 +147,23 @@ class PositionalGaussians(nn.Module):
         self.grid: torch.Tensor
         self.fitted: torch.Tensor
 
-    def load_fits(self, fits: Sequence[GaussianFit], grid: tuple[int, int]) -> None:
-        """Store one fit per position of the ``(h, w)`` grid, row by row.
+    def load_fits(self, fits: GaussianFit, grid: tuple[int, int]) -> None:
+        """Store the batched fit of every position of the ``(h, w)`` grid, row by row.
+
+        Args:
+            fits: A fit with one Gaussian per position along its first dimension (``mean`` ``(h w, p)``), as
+                :meth:`PositionalGaussianEstimator.fit` returns.
+            grid: ``(h, w)``.
 
         Raises:
-            ValueError: If the number of fits or their dimension does not match.
+            ValueError: If the number of positions or the dimension does not match.
         """
-        if len(fits) != grid[0] * grid[1] or any(fit.mean.shape != (self.dim,) for fit in fits):
+        if fits.mean.shape != (grid[0] * grid[1], self.dim):
             msg = f"Expected {grid[0] * grid[1]} fits of dimension {self.dim} for a {grid[0]} x {grid[1]} grid."
             raise ValueError(msg)
         kwargs = {"dtype": self.means.dtype, "device": self.means.device}
-        self.means = torch.stack([fit.mean for fit in fits]).to(**kwargs)
-        self.whitenings = torch.stack([fit.whitening for fit in fits]).to(**kwargs)
+        self.means = fits.mean.to(**kwargs)
+        self.whitenings = fits.whitening.to(**kwargs)
         self.grid = torch.tensor(grid, dtype=torch.long, device=self.grid.device)
         self.fitted.fill_(True)
 
