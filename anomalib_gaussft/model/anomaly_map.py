@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from anomalib_gaussft.model.gaussian import in_float32
+
 __all__ = [
     "AnomalyMapGenerator",
     "SeparableGaussianBlur",
@@ -130,7 +132,8 @@ class AnomalyMapGenerator(nn.Module):
         self.sigma = sigma
         self.blur = SeparableGaussianBlur(sigma) if sigma > 0 else None
 
+    @in_float32
     def forward(self, local_scores: torch.Tensor, image_size: tuple[int, int] | torch.Size) -> torch.Tensor:
-        """Return the anomaly map ``(N, 1, H, W)`` at ``image_size`` from local scores ``(N, 1, h, w)``."""
+        """Return the anomaly map ``(N, 1, H, W)`` at ``image_size`` from local scores ``(N, 1, h, w)`` (in float32)."""
         anomaly_map = F.interpolate(local_scores, size=tuple(image_size), mode="bilinear", align_corners=False)
         return self.blur(anomaly_map) if self.blur is not None else anomaly_map

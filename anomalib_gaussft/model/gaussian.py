@@ -27,8 +27,10 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -37,9 +39,45 @@ __all__ = [
     "GaussianFit",
     "MultivariateGaussian",
     "StreamingGaussianEstimator",
+    "in_float32",
     "ledoit_wolf_shrinkage",
     "mahalanobis_distance",
 ]
+
+_Function = TypeVar("_Function", bound=Callable[..., Any])
+
+
+def in_float32(function: _Function) -> _Function:
+    """Run ``function`` in float32 under mixed precision: autocast off, its floating tensor arguments in float32.
+
+    Under ``--trainer.precision 16-mixed`` or ``bf16-mixed`` the backbone runs in half precision, but the Gaussian
+    arithmetic must not: the mixture's ``W x - W m`` form and the sums of squares of whitened vectors cancel and
+    round away at 8 to 11 bits of mantissa. Outside autocast (and while ``torch.export`` traces, where autocast is
+    off) the function runs as it is, so exported graphs are unchanged.
+
+    Example:
+        >>> @in_float32
+        ... def squared(x: torch.Tensor) -> torch.Tensor:
+        ...     return x @ x.T
+        >>> with torch.autocast("cpu", dtype=torch.bfloat16):
+        ...     squared(torch.ones(1, 3)).dtype
+        torch.float32
+    """
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        tensors = [argument for argument in args if isinstance(argument, torch.Tensor)]
+        device_type = tensors[0].device.type if tensors else "cpu"
+        if not torch.is_autocast_enabled(device_type):
+            return function(*args, **kwargs)
+        args = tuple(
+            argument.float() if isinstance(argument, torch.Tensor) and argument.is_floating_point() else argument
+            for argument in args
+        )
+        with torch.autocast(device_type, enabled=False):
+            return function(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def ledoit_wolf_shrinkage(
@@ -323,6 +361,7 @@ class StreamingGaussianEstimator:
             raise ValueError(msg)
 
 
+@in_float32
 def mahalanobis_distance(samples: torch.Tensor, mean: torch.Tensor, whitening: torch.Tensor) -> torch.Tensor:
     """Mahalanobis distance ``sqrt((x - mean)^T Sigma^-1 (x - mean))`` along the last dimension.
 

@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from anomalib_gaussft.model.gaussian import GaussianFit, StreamingGaussianEstimator, mahalanobis_distance
+from anomalib_gaussft.model.gaussian import GaussianFit, StreamingGaussianEstimator, in_float32, mahalanobis_distance
 
 __all__ = ["COMPONENTS_PER_PRODUCT", "LocalGaussianMixture", "LocalVectorSample", "gather_rows", "kmeans"]
 
@@ -291,6 +291,7 @@ class LocalGaussianMixture(nn.Module):
         self.whitenings.copy_(torch.stack([fit.whitening for fit in fits]))
         self.fitted.fill_(True)
 
+    @in_float32
     def forward(self, vectors: torch.Tensor) -> torch.Tensor:
         """Distance of ``vectors`` ``(..., p)`` to the nearest component, shape ``(...)``.
 

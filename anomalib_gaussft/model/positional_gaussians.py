@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from anomalib_gaussft.model.gaussian import GaussianFit, StreamingGaussianEstimator
+from anomalib_gaussft.model.gaussian import GaussianFit, StreamingGaussianEstimator, in_float32
 
 __all__ = ["PositionalGaussianEstimator", "PositionalGaussians"]
 
@@ -175,6 +175,7 @@ class PositionalGaussians(nn.Module):
                 setattr(self, name, torch.empty_like(getattr(self, name)).resize_(saved.shape))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
+    @in_float32
     def distance_map(self, features: torch.Tensor) -> torch.Tensor:
         """Distance at every position of ``(N, p, h, w)`` features, shape ``(N, 1, h, w)``.
 
