@@ -51,7 +51,8 @@ def test_gaussian_arithmetic_runs_in_float32_under_autocast(demo_root: Path) -> 
                     torch_model.score_map(local, size),
                     torch_model.image_score(pooled, torch_model.score_map(local, size)),
                 )
-    for name, expected, actual in zip(("levels", "mixture", "positional", "map", "score"), reference, mixed):
+    names = ("levels", "mixture", "positional", "map", "score")
+    for name, expected, actual in zip(names, reference, mixed, strict=True):
         assert actual.dtype == torch.float32, name
         torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5, msg=name)
 
