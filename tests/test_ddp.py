@@ -100,7 +100,12 @@ def train_ddp(root: str, output: str) -> None:
             "metrics": metrics,
             "epoch": trainer.current_epoch,
             "fit_counts": counts.counts,
-            "train_images": sorted(str(path) for path in datamodule.train_data.samples.image_path),
+            "datamodule_images": len(datamodule.train_data),  # the user's training set, put back whole
+            "train_images": sorted(
+                str(path)
+                for path in datamodule.train_data.samples.image_path
+                if str(path) not in forgetting.removed_from_training
+            ),
             "held_out": forgetting._normal[-len(forgetting.removed_from_training) :],  # given back at the end
             "forgetting": {
                 "history": forgetting.history,
@@ -149,6 +154,7 @@ def test_ddp_training_reports_metrics_on_every_rank(ranks: list[dict[str, Any]])
 def test_ddp_gaussians_and_thresholds_equal_a_single_process_run(ranks: list[dict[str, Any]], odd_root: Path) -> None:
     train_images = ranks[0]["train_images"]
     assert len(train_images) == 15  # odd: the DistributedSampler gave each rank 8, one image twice
+    assert [result["datamodule_images"] for result in ranks] == [N_TRAIN] * WORLD_SIZE
     held_out = ranks[0]["held_out"]
     assert held_out.shape[0] == 8
     for result in ranks:  # each image counted once; the final fit also on the 8 held-out images (rank 0's copy)

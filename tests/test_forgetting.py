@@ -7,6 +7,7 @@ restore exactly the best epoch (also across a resume), other anomalib models."""
 import random
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from types import SimpleNamespace
 
 import numpy as np
@@ -183,6 +184,17 @@ def test_stops_on_forgetting_and_restores_exactly_the_best_epoch(
     torch.testing.assert_close(_raw_scores(reloaded, images), recorder.scores[1], rtol=0, atol=0)
 
 
+class _TrainingSetRecorder(Callback):
+    """Records the image files of the dataset the training loop iterates."""
+
+    def __init__(self) -> None:
+        self.paths: set[str] = set()
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        del pl_module
+        self.paths = {str(path) for path in trainer.train_dataloader.dataset.samples.image_path}
+
+
 def test_holdout_is_removed_from_training_and_pseudo_anomalies_are_fixed(
     demo_root: Path, tmp_path: Path, tiny_model_kwargs: dict
 ) -> None:
@@ -199,9 +211,10 @@ def test_holdout_is_removed_from_training_and_pseudo_anomalies_are_fixed(
         val_split_mode="synthetic",
         val_split_ratio=0.2,
     )
-    engine = Engine(max_epochs=2, default_root_dir=tmp_path, accelerator="cpu", logger=False)
+    recorder = _TrainingSetRecorder()
+    engine = Engine(max_epochs=2, default_root_dir=tmp_path, accelerator="cpu", logger=False, callbacks=[recorder])
     engine.fit(model, datamodule=datamodule)
-    training = {str(path) for path in datamodule.train_data.samples.image_path}
+    training = recorder.paths  # what the training loop was given
     assert len(detector.holdout_paths) == 4
     assert not training & set(detector.holdout_paths), "held-out images are still in the training set"
     # The synthetic validation split already keeps some normal training images out of training: those come first,
@@ -213,6 +226,10 @@ def test_holdout_is_removed_from_training_and_pseudo_anomalies_are_fixed(
     assert set(detector.holdout_paths[:n_validation]) <= val_normals
     assert detector.removed_from_training == detector.holdout_paths[n_validation:]
     assert len(training) + len(detector.removed_from_training) + len(val) == 24  # nothing else lost
+    # the datamodule's own training set is put back as it was, every image in it
+    assert {str(path) for path in datamodule.train_data.samples.image_path} == training | set(
+        detector.removed_from_training
+    )
     assert len(detector.history) == 2
     assert detector.best_epoch == _latest_argmax(detector.history)
     # What was logged is what the model restored at the end scores: recomputed here independently.
@@ -258,7 +275,9 @@ def test_final_fit_includes_the_held_out_images_and_refits_thresholds(
     def load(paths: list[str]) -> torch.Tensor:
         return torch.stack([read_image(path, as_tensor=True) for path in paths])
 
-    training = load([str(path) for path in datamodule.train_data.samples.image_path])
+    every_image = [str(path) for path in datamodule.train_data.samples.image_path]  # put back with every image
+    assert set(removed) <= set(every_image)
+    training = load([path for path in every_image if path not in removed])
     held_out = load(removed)
     both = _pooled_mean(model, torch.cat([training, held_out]))
     fitted = model.model.gaussians[0].mean.double()

@@ -7,8 +7,9 @@ Fine-tuning on normal images only drifts towards catastrophic forgetting: the fe
 Gaussian's mean and lose what separates anomalies. Rippel et al. (2021) detect the onset with pseudo-anomalies made
 by augmentations used for vicinal risk minimisation (Mixup, CutMix, CutPaste, ...). This callback:
 
-1. at ``setup("fit")`` holds out a fraction of the normal training images (fixed by ``seed``), removes them from the
-   training set, and makes the pseudo-anomalies from them once, so that every epoch scores the same images;
+1. at ``setup("fit")`` holds out a fraction of the normal training images (fixed by ``seed``) and makes the
+   pseudo-anomalies from them once, so that every epoch scores the same images. Training runs on a copy of the
+   datamodule's training set without them; the user's own set is put back, unchanged, when fitting ends (or fails);
 2. after every validation epoch (the model's Gaussian is already re-estimated then) scores the held-out normals and
    the pseudo-anomalies with the model in eval mode and logs the rank-based AUROC overall (``val_pseudo_AUROC``)
    and per augmentation (``val_pseudo_AUROC_<name>``);
@@ -19,9 +20,12 @@ by augmentations used for vicinal risk minimisation (Mixup, CutMix, CutPaste, ..
    (:class:`~anomalib_gaussft.GaussFT`) fits its final Gaussians on them too, so detecting forgetting costs the
    final model no training images.
 
-The stop decision is :class:`~anomalib_gaussft.forgetting.stop_rule.StopRule`'s. The state that a resumed run needs
-(curves, the rule's state and the best epoch's full state) goes into checkpoints with :meth:`state_dict`; the
-held-out images and pseudo-anomalies are made again from ``seed`` at ``setup``.
+The stop decision is :class:`~anomalib_gaussft.forgetting.stop_rule.StopRule`'s; under DDP every rank takes it on
+rank 0's pseudo-AUROC (broadcast), so all ranks stop and restore together. The state that a resumed run needs (curves,
+the rule's state and, unless the checkpoint's own weights are the best epoch's, the best epoch's full state) goes
+into checkpoints with :meth:`state_dict`; the held-out images and pseudo-anomalies are made again from ``seed`` at
+``setup``. A pickled copy (anomalib's Torch export pickles the module, and with it this callback) holds the settings
+and the curves only: no image, no copy of the weights.
 
 It works with any anomalib model whose eval-mode ``model`` returns an ``InferenceBatch`` with ``pred_score``.
 
@@ -127,13 +131,36 @@ class ForgettingDetection(Callback):
         self.per_augmentation_history: dict[str, list[float]] = {name: [] for name in self.augmentations}
         self._best_state: dict[str, torch.Tensor] | None = None
         self._last_epoch: int | None = None  # epoch of the last score in `history`
+        # Whether the module's own state is now the best epoch's (then checkpoints need no second copy of it).
+        self._module_is_best = False
+        self._best_from_module = False  # resumed from such a checkpoint: take the best state from the module
         # Made again at setup("fit") from the data and `seed`.
         self._normal: torch.Tensor | None = None
         self._pseudo: dict[str, torch.Tensor] = {}
         self.holdout_paths: list[str] = []
         self.removed_from_training: list[str] = []
+        self._user_train_data: Any = None  # the datamodule's own training set, put back when fitting ends
         self.enabled = True
         self._finished = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The settings, curves and stop rule's state: no image, no training file and no copy of the weights.
+
+        anomalib's ``to_torch`` pickles the whole module, and with it a callback passed as ``forgetting_detection``.
+        What is left out is made again at ``setup`` from the data, or restored from a checkpoint (:meth:`state_dict`).
+        """
+        state = dict(self.__dict__)
+        state.update(
+            _normal=None,
+            _pseudo={},
+            _best_state=None,
+            holdout_paths=[],
+            removed_from_training=[],
+            _user_train_data=None,
+            _module_is_best=False,
+            _best_from_module=False,
+        )
+        return state
 
     @property
     def patience(self) -> int:
@@ -203,8 +230,9 @@ class ForgettingDetection(Callback):
         ).clamp(0, 1)
         self.removed_from_training = [str(path) for path in dataset.samples.image_path.iloc[holdout]]
         self.holdout_paths = validation_paths + self.removed_from_training
-        if holdout:
-            dataset.subsample(keep, inplace=True)
+        if holdout:  # train on a copy without them; the user's set is put back when fitting ends
+            self._user_train_data = dataset
+            trainer.datamodule.train_data = dataset.subsample(keep, inplace=False)
         self._make_pseudo_anomalies()
         logger.info(
             "ForgettingDetection: %d normal images from the validation set and %d of %d training images held out; "
@@ -283,7 +311,8 @@ class ForgettingDetection(Callback):
         """Score the pseudo-anomalies with the re-estimated model and log the AUROCs."""
         if not self._fitting(trainer):
             return
-        metrics = self.evaluate(pl_module)
+        # One decision for all ranks: rank 0's numbers (kernels may round differently on every device).
+        metrics = trainer.strategy.broadcast(self.evaluate(pl_module), src=0)
         for name, value in metrics.items():
             pl_module.log(name, value, prog_bar=name == self.monitor, logger=True)
         self.history.append(metrics[self.monitor])
@@ -299,6 +328,7 @@ class ForgettingDetection(Callback):
         stop = self.stop_rule.update(self.history[-1], epoch)
         if self.best_epoch == epoch:
             self._best_state = {key: value.detach().cpu().clone() for key, value in pl_module.state_dict().items()}
+        self._module_is_best = self.best_epoch == epoch
         if stop:
             trainer.should_stop = True
             logger.info(
@@ -314,6 +344,35 @@ class ForgettingDetection(Callback):
         if stop or last_epoch or trainer.should_stop:
             self._finish(pl_module)
 
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Resumed from a checkpoint whose own weights are the best epoch's: keep a copy of them as the best state."""
+        del trainer
+        if self._best_from_module:
+            self._best_state = {key: value.detach().cpu().clone() for key, value in pl_module.state_dict().items()}
+            self._best_from_module = False
+            self._module_is_best = True
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        """From the first step after a validation on, the module's weights may no longer be the best epoch's."""
+        del trainer, pl_module, batch, batch_idx
+        self._module_is_best = False
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Put the datamodule's own training set back (with every image) when fitting ends."""
+        del pl_module
+        if stage == "fit":
+            self._give_back_training_set(trainer)
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        """Put the datamodule's own training set back when fitting fails or is interrupted."""
+        del pl_module, exception
+        self._give_back_training_set(trainer)
+
+    def _give_back_training_set(self, trainer: Trainer) -> None:
+        if self._user_train_data is not None:
+            trainer.datamodule.train_data = self._user_train_data
+            self._user_train_data = None
+
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Finish (restore, give the held-out images back) if training ended without a final decision."""
         del trainer
@@ -327,6 +386,7 @@ class ForgettingDetection(Callback):
         self._finished = True
         if self.restore_best:
             self._restore(pl_module)
+            self._module_is_best = self._best_state is not None
         n_removed = len(self.removed_from_training)
         refit = getattr(pl_module, "refit_with_held_out", None)
         if self.return_held_out and n_removed and callable(refit) and self._normal is not None:
@@ -349,19 +409,21 @@ class ForgettingDetection(Callback):
 
     # ------------------------------------------------------------------ resume
     def state_dict(self) -> dict[str, Any]:
-        """Callback state for checkpoints: the curves, the stop rule's state and the best epoch's full state.
+        """Callback state for checkpoints: the curves, the stop rule's state and what restores the best epoch.
 
-        The best state is saved even when the best epoch is the latest one, whose weights the checkpoint also holds
-        as the model's: a resumed run whose later epochs are worse must still be able to go back to it, and the
-        model's weights in a checkpoint are not always those of the last validated epoch (a checkpoint written
-        mid-epoch holds weights already trained further). This costs one more copy of the model's state per file.
+        A checkpoint written while the module holds the best epoch's state (after that epoch's validation, before
+        the next training step: Lightning's per-epoch checkpoints) stores no second copy of it: ``best_state`` is
+        ``None`` and ``best_state_is_module`` says that the checkpoint's own weights are the best epoch's. Any other
+        checkpoint (a later, worse epoch; one written mid-epoch, whose weights were already trained further) stores
+        the best epoch's full state, so that a resumed run can still go back to it.
         """
         return {
             "history": list(self.history),
             "per_augmentation_history": {name: list(values) for name, values in self.per_augmentation_history.items()},
             **self.stop_rule.state_dict(),
             "last_epoch": self._last_epoch,
-            "best_state": self._best_state,
+            "best_state": None if self._module_is_best else self._best_state,
+            "best_state_is_module": self._module_is_best,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -371,7 +433,8 @@ class ForgettingDetection(Callback):
         self.stop_rule.load_state_dict(state_dict)
         self._last_epoch = state_dict["last_epoch"]
         self._best_state = state_dict.get("best_state")
-        if self._best_state is None and self.best_epoch is not None:
+        self._best_from_module = bool(state_dict.get("best_state_is_module", False))  # taken at on_fit_start
+        if self._best_state is None and self.best_epoch is not None and not self._best_from_module:
             logger.warning(
                 "ForgettingDetection: the checkpoint holds no state of the best epoch (%d; written before it was "
                 "always saved): that epoch can no longer be restored, only a better later one.",

@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -196,7 +197,9 @@ class GaussFT(FineTuningMixin, ExportMixin, CheckpointMixin, AnomalibModule):
         # The weight update (``fine_tuning_steps``) the Gaussians were fitted at: steps that only score (fixed
         # features, the pretrained epoch) leave the weights, and so the fit, as they are.
         self._fitted_at_update: int | None = None
-        self._checked_image_paths: list[str] | None = None
+        # Digest of the training files whose headers were checked (not the paths: nothing of the training data is kept
+        # in the module, which anomalib's Torch export pickles whole).
+        self._checked_images_digest: str | None = None
 
     @classmethod
     def configure_pre_processor(
@@ -256,9 +259,10 @@ class GaussFT(FineTuningMixin, ExportMixin, CheckpointMixin, AnomalibModule):
             msg = "GaussFT needs the training dataloader to fit its Gaussians, but the trainer has none."
             raise RuntimeError(msg)
         paths = image_paths(dataloader)
-        if paths != self._checked_image_paths:  # read the headers once per training set, not every epoch
+        digest = hashlib.sha256("\n".join(paths).encode()).hexdigest()
+        if digest != self._checked_images_digest:  # read the headers once per training set, not every epoch
             check_training_images(paths)
-            self._checked_image_paths = paths
+            self._checked_images_digest = digest
         transform = getattr(self.pre_processor, "transform", None)
         trainer = self._trainer
         distributed = {}
