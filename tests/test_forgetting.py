@@ -7,8 +7,8 @@ restore exactly the best epoch (also across a resume), other anomalib models."""
 import random
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
