@@ -419,3 +419,58 @@ def test_cli_import_and_list(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "No pretrained ImageNet weights found for backbone 'resnet18'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parser.parse_args(["weights"])  # a sub-command is required
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        PermissionError(13, "Permission denied", "/hub/models--timm--resnet18.a1_in1k/.locks/x.lock"),
+        OSError("Unable to load weights from pytorch checkpoint file"),
+        IsADirectoryError(21, "Is a directory"),
+    ],
+)
+def test_an_oserror_that_is_no_cache_miss_is_an_error_not_a_fallback(
+    error: OSError, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broken cache or installation (not a missing file, not offline) stops with the source named; no fallback."""
+    import timm.models
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr(timm.models, "load_pretrained", broken)
+    with pytest.raises(OSError, match=r"from hub cache timm/resnet18.*not a missing download") as info:
+        load_pretrained_weights(timm.create_model("resnet18", pretrained=False), "resnet18")
+    assert not isinstance(info.value, PretrainedWeightsNotFoundError)
+    assert info.value.__cause__ is error
+
+    from anomalib_gaussft import GaussFT
+
+    with pytest.raises(OSError, match="not a missing download"):  # not EfficientNet-Lite0 with a warning
+        GaussFT(backbone="resnet18", image_size=(64, 64))
+
+
+@pytest.mark.parametrize("missing", ["local_entry", "offline", "connection", "not_found"])
+def test_a_cache_miss_or_offline_hub_still_falls_back(missing: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Absent weights and no network stay "unavailable": the error lists every source, and GaussFT falls back."""
+    import timm.models
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    error = {
+        "local_entry": LocalEntryNotFoundError("not in the cache"),
+        "offline": OfflineModeIsEnabled("HF_HUB_OFFLINE=1"),
+        "connection": ConnectionError("no route to host"),
+        "not_found": FileNotFoundError(2, "No such file"),
+    }[missing]
+
+    def absent(*args: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr(timm.models, "load_pretrained", absent)
+    with pytest.raises(PretrainedWeightsNotFoundError, match="hub cache timm/resnet18"):
+        load_pretrained_weights(timm.create_model("resnet18", pretrained=False), "resnet18")
+    from anomalib_gaussft import GaussFT
+
+    with pytest.warns(UserWarning, match="Falling back"):
+        model = GaussFT(backbone="resnet18", image_size=(64, 64))
+    assert model.backbone == "tf_efficientnet_lite0"

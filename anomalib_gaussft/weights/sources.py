@@ -239,8 +239,25 @@ def load_bundled_weights(model: nn.Module, backbone: str) -> str:
 
 
 def _is_unavailable(error: BaseException) -> bool:
-    """Tell whether an error from timm's loader means "not there" (cache miss, offline, no network, no weights)."""
-    if isinstance(error, OSError):  # LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, URLError, ...
+    """Tell whether an error from timm's loader means "not there": a cache miss, offline mode, no network, no weights.
+
+    Only these let the next source (or the fallback backbone) be tried. Any other error, an ``OSError`` too (a
+    permission, a corrupt or half-written cache, a full disk), is a broken installation that the user must hear about.
+
+    Example:
+        >>> from huggingface_hub.errors import LocalEntryNotFoundError
+        >>> _is_unavailable(LocalEntryNotFoundError("not cached")), _is_unavailable(PermissionError(13, "denied"))
+        (True, False)
+    """
+    from urllib.error import URLError
+
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, OfflineModeIsEnabled
+
+    absent = (FileNotFoundError, EntryNotFoundError, HfHubHTTPError)  # not cached, not on the hub, 404, gated
+    offline = (OfflineModeIsEnabled, ConnectionError, TimeoutError, URLError)  # no network, or not allowed to use it
+    if isinstance(error, absent + offline):
+        return True
+    if type(error).__module__.split(".")[0] in {"requests", "httpx", "urllib3"}:  # the HTTP clients' network errors
         return True
     return isinstance(error, RuntimeError) and "No pretrained weights exist" in str(error)
 
@@ -267,9 +284,18 @@ def _load_hub(model: nn.Module, backbone: str) -> str:
         # The classifier-size arguments equal the pretrained ones, so timm loads strictly (all keys must match).
         load_pretrained(model, pretrained_cfg=cfg, num_classes=cfg.get("num_classes", 1000), in_chans=input_size[0])
     except Exception as error:
-        _raise_if_unreadable(_cached_hub_file(hub_id) if hub_id else url_file, where, backbone, error)
+        cached = _cached_hub_file(hub_id) if hub_id else url_file
+        _raise_if_unreadable(cached, where, backbone, error)
         if not _is_unavailable(error):
-            raise
+            if not isinstance(error, OSError):
+                raise
+            msg = (
+                f"Loading the pretrained weights of {backbone!r} from {where} failed ({_describe(error)})"
+                + (f"; cached file: {cached}" if cached is not None and os.path.lexists(cached) else "")
+                + ". This is not a missing download, so GaussFT does not fall back on another backbone: fix or delete "
+                f"the cache, or write the weights again with `anomalib-gaussft weights import --backbone {backbone}`."
+            )
+            raise OSError(msg) from error
         msg = f"{where}: {_describe(error)}"
         raise SourceUnavailableError(msg) from error
     return where
