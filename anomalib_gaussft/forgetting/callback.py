@@ -91,7 +91,8 @@ class ForgettingDetection(Callback):
             ``wait`` and ``stopped_epoch`` (the epoch at which forgetting was detected, or ``None``) read it.
         holdout_paths: Normal image files the pseudo-AUROC is computed on (validation normals, then training images
             held out of the training set).
-        removed_from_training: Those of ``holdout_paths`` that were removed from the training set.
+        removed_from_training: Those of ``holdout_paths`` that the training loop does not see (left out of its copy of
+            the training set; the datamodule's own set keeps them).
     """
 
     monitor = "val_pseudo_AUROC"
