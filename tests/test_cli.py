@@ -138,6 +138,35 @@ def test_anomalib_train_with_yaml_config_reports_metrics_and_loss(demo_root: Pat
     assert list((tmp_path / "results").rglob("images/**/*.png")), "anomalib's visualizer wrote no pictures"
 
 
+@pytest.mark.slow
+def test_bare_anomalib_train_ends_within_the_default_epoch_bound(demo_root: Path, tmp_path: Path) -> None:
+    """No ``--trainer.max_epochs``: Lightning would run 1000 epochs; GaussFT stops at ``DEFAULT_MAX_EPOCHS``.
+
+    Forgetting detection is off here, so nothing but the bound ends the fit (with it, a plateau also stops it).
+    """
+    from anomalib_gaussft.model.lightning_model import DEFAULT_MAX_EPOCHS
+
+    logs = tmp_path / "logs"
+    args = [
+        str(BIN / "anomalib"), "train", "--model", "GaussFT",
+        "--model.backbone", "tf_efficientnet_lite0", "--model.pretrained", "false", "--model.image_size", "[32, 32]",
+        "--model.layers", "[blocks.2, blocks.4]", "--model.local_components", "2", "--model.forgetting_detection",
+        "false", "--model.visualizer", "false",
+        "--data", "anomalib.data.MVTecAD", "--data.root", str(demo_root), "--data.category", "brick",
+        "--data.num_workers", "0", "--data.train_batch_size", "8", "--data.eval_batch_size", "8",
+        "--trainer.accelerator", "cpu", "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
+        "--trainer.logger.save_dir", str(logs), "--trainer.logger.name", "gaussft", "--trainer.logger.version", "0",
+        "--default_root_dir", str(tmp_path / "results"),
+    ]  # fmt: skip
+    result = _run(args, tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    with (logs / "gaussft" / "version_0" / "metrics.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    epochs = {int(row["epoch"]) for row in rows if row.get("train_loss")}
+    assert epochs == set(range(DEFAULT_MAX_EPOCHS)), sorted(epochs)
+    assert "image_AUROC" in result.stdout  # and then it tested
+
+
 def test_plugin_command_parses_every_subcommand() -> None:
     from anomalib_gaussft.cli import build_parser
 

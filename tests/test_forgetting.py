@@ -44,9 +44,11 @@ def test_rank_auroc_matches_sklearn_with_ties_and_unbounded_scores(seed: int) ->
 
 def test_select_epoch_rule() -> None:
     assert select_epoch([0.8, 0.9, 0.85, 0.84, 0.83, 0.95], patience=3) == (1, 4)
-    assert select_epoch([0.8, 0.9, 0.9, 0.91], patience=1) == (3, None)  # ties move the best to the later epoch
-    assert select_epoch([0.9, 0.89, 0.95], patience=2, min_delta=0.05) == (2, None)  # small drops are tolerated
-    assert select_epoch([0.9, 0.8, 0.89, 0.8], patience=2, min_delta=0.02) == (0, None)  # ...and reset the count
+    assert select_epoch([0.8, 0.9, 0.9, 0.91], patience=1) == (2, 2)  # a tie is no improvement; the later epoch kept
+    assert select_epoch([0.8, 0.9, 0.9, 0.91], patience=2) == (3, None)
+    assert select_epoch([0.9, 0.9, 0.9, 0.9], patience=3) == (3, 3)  # a plateau stops: fine-tuning no longer helps
+    assert select_epoch([0.9, 0.92, 0.94], patience=2, min_delta=0.05) == (2, 2)  # gains within min_delta don't count
+    assert select_epoch([0.9, 0.8, 0.96, 0.9], patience=2, min_delta=0.05) == (2, None)  # a larger one resets
     with pytest.raises(ValueError, match="at least one score"):
         select_epoch([])
     with pytest.raises(ValueError, match="patience"):
@@ -57,12 +59,16 @@ def _latest_argmax(scores: list[float]) -> int:
     return max(range(len(scores)), key=lambda epoch: (scores[epoch], epoch))
 
 
+def _last_improvement(scores: list[float]) -> int:
+    """The first epoch that reached the highest score so far (later ties are no improvement)."""
+    return scores.index(max(scores))
+
+
 def _stop_oracle(scores: list[float], patience: int) -> tuple[int, int | None]:
-    """The rule for min_delta=0 said differently: stop ``patience`` epochs after the latest running maximum."""
+    """The rule for min_delta=0 said differently: stop ``patience`` epochs after the running maximum last rose."""
     for epoch in range(len(scores)):
-        best = _latest_argmax(scores[: epoch + 1])
-        if epoch - best >= patience:
-            return best, epoch
+        if epoch - _last_improvement(scores[: epoch + 1]) >= patience:
+            return _latest_argmax(scores[: epoch + 1]), epoch
     return _latest_argmax(scores), None
 
 
@@ -81,7 +87,7 @@ def test_stop_rule_agrees_with_an_independent_formulation() -> None:
             stop = rule.update(score, epoch)
             assert rule.best_epoch == _latest_argmax(curve[: epoch + 1]), (curve, epoch)
             assert rule.best_score == max(curve[: epoch + 1])
-            assert stop == (epoch - _latest_argmax(curve[: epoch + 1]) >= patience), (curve, patience, epoch)
+            assert stop == (epoch - _last_improvement(curve[: epoch + 1]) >= patience), (curve, patience, epoch)
 
 
 def test_stop_rule_resumed_from_a_saved_state_decides_as_if_never_interrupted(tmp_path: Path) -> None:

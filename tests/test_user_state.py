@@ -277,3 +277,11 @@ def test_every_rank_takes_rank_zeros_decision() -> None:
     assert detectors[1].history == detectors[0].history == curves[0]
     assert stops[0] == stops[1] == [False] * 4
     assert detectors[0].best_epoch == detectors[1].best_epoch == 3
+
+
+def test_an_epoch_limit_the_user_gave_stands(demo_root: Path, tmp_path: Path, tiny_model_kwargs: dict) -> None:
+    """``Engine(max_epochs=3)`` runs 3 epochs (GaussFT bounds only fits given no limit: ``tests/test_cli.py``)."""
+    model = GaussFT(**tiny_model_kwargs, forgetting_detection=False)
+    engine = _fit(model, _datamodule(demo_root), tmp_path, max_epochs=3)
+    assert engine.trainer.current_epoch == 3
+    assert engine.trainer.max_epochs == 3

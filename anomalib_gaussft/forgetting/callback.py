@@ -13,7 +13,8 @@ by augmentations used for vicinal risk minimisation (Mixup, CutMix, CutPaste, ..
 2. after every validation epoch (the model's Gaussian is already re-estimated then) scores the held-out normals and
    the pseudo-anomalies with the model in eval mode and logs the rank-based AUROC overall (``val_pseudo_AUROC``)
    and per augmentation (``val_pseudo_AUROC_<name>``);
-3. when the AUROC has stayed more than ``min_delta`` below its best for ``patience`` epochs, stops training, and at
+3. when the AUROC has not risen more than ``min_delta`` above its best for ``patience`` epochs (it falls: forgetting;
+   or it stays flat: fine-tuning no longer helps), stops training, and at
    the end of training restores the full state of the best epoch (backbone weights, Gaussian buffers,
    post-processor thresholds) before the last checkpoint is written;
 4. then gives the images it held out of the training set back: a module with ``refit_with_held_out(images)``
@@ -46,21 +47,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F  # noqa: N812
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.trainer.states import TrainerFn
 
 from anomalib_gaussft.evaluation import rank_auroc, score_images
+from anomalib_gaussft.forgetting.holdout import choose_holdout
 from anomalib_gaussft.forgetting.pseudo_anomalies import PSEUDO_ANOMALIES, build_pseudo_anomalies
 from anomalib_gaussft.forgetting.stop_rule import StopRule
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["ForgettingDetection"]
-
-
-#: anomalib ``val_split_mode`` values whose validation set is kept out of training and holds no test image.
-_VALIDATION_FROM_NORMALS = frozenset({"from_train", "synthetic", "from_dir"})
 
 
 class ForgettingDetection(Callback):
@@ -76,8 +73,8 @@ class ForgettingDetection(Callback):
             when that set is already kept out of training and holds no test image (``val_split_mode`` ``from_train``,
             ``synthetic`` or ``from_dir``), and hold out only the rest from the training set. So fewer training
             images are lost to the Gaussians. Never from test images (``same_as_test``, ``from_test``).
-        patience: Number of validation epochs the AUROC may stay below ``best - min_delta`` before stopping.
-        min_delta: Tolerated drop below the best AUROC.
+        patience: Number of validation epochs the AUROC may go without improving on its best before stopping.
+        min_delta: Smallest rise over the best AUROC that counts as an improvement.
         restore_best: Restore the best epoch's state when training ends (by this callback or otherwise).
         return_held_out: When training ends, pass the images held out of the training set to the module's
             ``refit_with_held_out(images)``, if it has one, so its final fit uses every training image.
@@ -151,16 +148,8 @@ class ForgettingDetection(Callback):
         What is left out is made again at ``setup`` from the data, or restored from a checkpoint (:meth:`state_dict`).
         """
         state = dict(self.__dict__)
-        state.update(
-            _normal=None,
-            _pseudo={},
-            _best_state=None,
-            holdout_paths=[],
-            removed_from_training=[],
-            _user_train_data=None,
-            _module_is_best=False,
-            _best_from_module=False,
-        )
+        state.update(_normal=None, _best_state=None, _user_train_data=None, _pseudo={}, holdout_paths=[])
+        state.update(removed_from_training=[], _module_is_best=False, _best_from_module=False)
         return state
 
     @property
@@ -190,7 +179,7 @@ class ForgettingDetection(Callback):
 
     @property
     def wait(self) -> int:
-        """Consecutive epochs the pseudo-AUROC has stayed more than ``min_delta`` below its best."""
+        """Consecutive epochs the pseudo-AUROC has not improved on its best by more than ``min_delta``."""
         return self.stop_rule.wait
 
     # ------------------------------------------------------------------ data
@@ -205,61 +194,27 @@ class ForgettingDetection(Callback):
             return
         n_total = len(dataset)
         n_holdout = min(max(round(self.holdout_fraction * n_total), self.min_holdout), self.max_holdout)
-        generator = torch.Generator().manual_seed(self.seed)
-        validation, validation_paths = self._validation_normals(trainer, n_holdout, generator)
-        n_from_training = n_holdout - len(validation)
-        if n_total - n_from_training < 2:
+        size = tuple(pl_module.input_size) if getattr(pl_module, "input_size", None) else None
+        holdout = choose_holdout(trainer.datamodule, n_holdout, self.seed, self.use_validation_normals, size)
+        if holdout is None:
             logger.warning(
-                "ForgettingDetection is disabled: %d training images are too few to hold out %d for validation.",
+                "ForgettingDetection is disabled: %d training images are too few to hold %d out for validation.",
                 n_total,
-                n_from_training,
+                n_holdout,
             )
             self.enabled = False
             return
-        permutation = torch.randperm(n_total, generator=generator).tolist()
-        holdout, keep = sorted(permutation[:n_from_training]), sorted(permutation[n_from_training:])
-        images = validation + [dataset[index].image for index in holdout]
-        size = tuple(pl_module.input_size) if getattr(pl_module, "input_size", None) else None
-        size = size or tuple(images[0].shape[-2:])
-        self._normal = torch.stack(
-            [
-                F.interpolate(image[None, :3].float(), size=size, mode="bilinear", antialias=True, align_corners=False)[
-                    0
-                ]
-                for image in images
-            ]
-        ).clamp(0, 1)
-        self.removed_from_training = [str(path) for path in dataset.samples.image_path.iloc[holdout]]
-        self.holdout_paths = validation_paths + self.removed_from_training
-        if holdout:  # train on a copy without them; the user's set is put back when fitting ends
+        self._normal = holdout.images
+        self.removed_from_training = holdout.removed_paths
+        self.holdout_paths = holdout.validation_paths + holdout.removed_paths
+        if holdout.removed_paths:  # train on a copy without them; the user's set is put back when fitting ends
             self._user_train_data = dataset
-            trainer.datamodule.train_data = dataset.subsample(keep, inplace=False)
+            trainer.datamodule.train_data = dataset.subsample(holdout.keep, inplace=False)
         self._make_pseudo_anomalies()
+        counts = (len(holdout.validation_paths), len(holdout.removed_paths), n_total, ", ".join(self._pseudo))
         logger.info(
-            "ForgettingDetection: %d normal images from the validation set and %d of %d training images held out; "
-            "pseudo-anomalies: %s.",
-            len(validation),
-            len(holdout),
-            n_total,
-            ", ".join(self._pseudo),
+            "ForgettingDetection: %d validation and %d of %d training images held out; pseudo-anomalies: %s.", *counts
         )
-
-    def _validation_normals(
-        self, trainer: Trainer, limit: int, generator: torch.Generator
-    ) -> tuple[list[torch.Tensor], list[str]]:
-        """Up to ``limit`` normal images (and their files) of a validation set that holds no test image."""
-        datamodule = getattr(trainer, "datamodule", None)
-        dataset = getattr(datamodule, "val_data", None)
-        mode = str(getattr(getattr(datamodule, "val_split_mode", None), "value", ""))
-        samples = getattr(dataset, "samples", None)
-        usable = self.use_validation_normals and mode in _VALIDATION_FROM_NORMALS
-        if not usable or samples is None or "label_index" not in samples.columns:
-            return [], []
-        normal = [int(index) for index in (samples.label_index == 0).to_numpy().nonzero()[0]]
-        if len(normal) > limit:
-            order = torch.randperm(len(normal), generator=generator).tolist()
-            normal = sorted(normal[index] for index in order[:limit])
-        return [dataset[index].image for index in normal], [str(path) for path in samples.image_path.iloc[normal]]
 
     def _make_pseudo_anomalies(self) -> None:
         """Make every pseudo-anomaly from the held-out normals, each augmentation with its own fixed seed."""
@@ -333,8 +288,8 @@ class ForgettingDetection(Callback):
         if stop:
             trainer.should_stop = True
             logger.info(
-                "ForgettingDetection: pseudo-AUROC %.4f stayed below the best %.4f (epoch %d) for %d epochs: "
-                "forgetting detected at epoch %d.",
+                "ForgettingDetection: pseudo-AUROC %.4f; no improvement on the best %.4f (epoch %d) for %d epochs: "
+                "stopping at epoch %d.",
                 self.history[-1],
                 self.best_score,
                 self.best_epoch,

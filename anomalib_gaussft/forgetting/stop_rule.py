@@ -5,9 +5,10 @@
 
 After every validation epoch the pseudo-AUROC goes to :meth:`StopRule.update`:
 
-* a score at least as high as the best so far becomes the best (so the latest epoch wins ties) and resets the count;
-* a score more than ``min_delta`` below the best counts one more epoch of forgetting;
-* a score within ``min_delta`` below the best resets the count without becoming the best;
+* a score more than ``min_delta`` above the best so far is an improvement: it resets the count;
+* any other score (lower, equal, or higher by at most ``min_delta``) counts one more epoch without improvement,
+  whether the curve falls (forgetting) or stays flat (fine-tuning no longer helps);
+* a score at least as high as the best so far becomes the best (so the latest epoch wins ties);
 * once the count reaches ``patience`` training should stop; the best epoch is the one to restore.
 
 The best epoch is therefore always the latest epoch with the highest score seen so far. The rule depends on the
@@ -21,6 +22,8 @@ Example:
     (1, 0.9, 3)
     >>> select_epoch([0.8, 0.9, 0.85, 0.84], patience=2)
     (1, 3)
+    >>> select_epoch([0.9, 0.9, 0.9, 0.9], patience=2)  # a plateau stops too; the latest of the ties is kept
+    (2, 2)
 """
 
 from __future__ import annotations
@@ -32,16 +35,16 @@ __all__ = ["StopRule", "select_epoch"]
 
 
 class StopRule:
-    """Early stopping on a score that should not fall: track the best epoch and count the epochs below it.
+    """Early stopping on a score that should rise: track the best epoch and count the epochs without improvement.
 
     Args:
-        patience: Number of epochs the score may stay more than ``min_delta`` below its best before stopping.
-        min_delta: Tolerated drop below the best score.
+        patience: Number of epochs the score may go without improving on its best by more than ``min_delta``.
+        min_delta: Smallest rise over the best score that counts as an improvement.
 
     Attributes:
         best_score: Highest score so far (``-inf`` before the first update).
         best_epoch: Latest epoch with ``best_score``, or ``None`` before the first update.
-        wait: Consecutive epochs more than ``min_delta`` below the best, up to the last update.
+        wait: Consecutive epochs without improvement, up to the last update.
         stopped_epoch: Epoch of the last update that returned ``True``, or ``None``.
 
     Raises:
@@ -78,14 +81,12 @@ class StopRule:
             epoch: The epoch's index; it becomes :attr:`best_epoch` if ``score`` is the best so far.
 
         Returns:
-            ``True`` once the score has stayed more than ``min_delta`` below the best for ``patience`` epochs.
+            ``True`` once the score has gone ``patience`` epochs without rising more than ``min_delta`` above the best.
         """
+        improved = score > self.best_score + self.min_delta
         if score >= self.best_score:
-            self.best_score, self.best_epoch, self.wait = score, epoch, 0
-        elif score < self.best_score - self.min_delta:
-            self.wait += 1
-        else:
-            self.wait = 0
+            self.best_score, self.best_epoch = score, epoch
+        self.wait = 0 if improved else self.wait + 1
         stop = self.wait >= self.patience
         if stop:
             self.stopped_epoch = epoch
@@ -126,7 +127,7 @@ def select_epoch(scores: Sequence[float], patience: int = 3, min_delta: float = 
     Example:
         >>> select_epoch([0.8, 0.9, 0.85, 0.84, 0.83, 0.95], patience=3)
         (1, 4)
-        >>> select_epoch([0.8, 0.9, 0.9, 0.91], patience=1)
+        >>> select_epoch([0.8, 0.9, 0.92, 0.95], patience=1)
         (3, None)
     """
     rule = StopRule(patience, min_delta)

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from anomalib_gaussft.model.gaussian import in_float32
+from anomalib_gaussft.model.precision import in_float32
 
 __all__ = [
     "AnomalyMapGenerator",

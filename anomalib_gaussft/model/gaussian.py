@@ -27,57 +27,21 @@ Example:
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 import torch
 from torch import nn
+
+from anomalib_gaussft.model.precision import in_float32
 
 __all__ = [
     "GaussianFit",
     "MultivariateGaussian",
     "StreamingGaussianEstimator",
-    "in_float32",
     "ledoit_wolf_shrinkage",
     "mahalanobis_distance",
 ]
-
-_Function = TypeVar("_Function", bound=Callable[..., Any])
-
-
-def in_float32(function: _Function) -> _Function:
-    """Run ``function`` in float32 under mixed precision: autocast off, its floating tensor arguments in float32.
-
-    Under ``--trainer.precision 16-mixed`` or ``bf16-mixed`` the backbone runs in half precision, but the Gaussian
-    arithmetic must not: the mixture's ``W x - W m`` form and the sums of squares of whitened vectors cancel and
-    round away at 8 to 11 bits of mantissa. Outside autocast (and while ``torch.export`` traces, where autocast is
-    off) the function runs as it is, so exported graphs are unchanged.
-
-    Example:
-        >>> @in_float32
-        ... def squared(x: torch.Tensor) -> torch.Tensor:
-        ...     return x @ x.T
-        >>> with torch.autocast("cpu", dtype=torch.bfloat16):
-        ...     squared(torch.ones(1, 3)).dtype
-        torch.float32
-    """
-
-    @functools.wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        tensors = [argument for argument in args if isinstance(argument, torch.Tensor)]
-        device_type = tensors[0].device.type if tensors else "cpu"
-        if not torch.is_autocast_enabled(device_type):
-            return function(*args, **kwargs)
-        args = tuple(
-            argument.float() if isinstance(argument, torch.Tensor) and argument.is_floating_point() else argument
-            for argument in args
-        )
-        with torch.autocast(device_type, enabled=False):
-            return function(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
 
 
 def ledoit_wolf_shrinkage(
@@ -99,10 +63,6 @@ def ledoit_wolf_shrinkage(
 
     Returns:
         The shrinkage intensity in ``[0, 1]``, float64, shape ``(...)``.
-
-    Example:
-        >>> ledoit_wolf_shrinkage(torch.eye(3, dtype=torch.float64), torch.tensor(30.0, dtype=torch.float64), 10)
-        tensor(0., dtype=torch.float64)
     """
     n_features = covariance.shape[-1]
     mu = _trace(covariance) / n_features
@@ -114,18 +74,15 @@ def ledoit_wolf_shrinkage(
     return torch.where(degenerate, torch.zeros_like(delta), beta / torch.where(degenerate, 1, delta))
 
 
-def _trace(matrices: torch.Tensor) -> torch.Tensor:
-    """Trace of every matrix of ``(..., p, p)``, shape ``(...)``."""
+def _trace(matrices: torch.Tensor) -> torch.Tensor:  # of every matrix of (..., p, p)
     return matrices.diagonal(dim1=-2, dim2=-1).sum(dim=-1)
 
 
-def _outer(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-    """Outer product of the last dimensions of ``(..., p)`` and ``(..., q)``, shape ``(..., p, q)``."""
+def _outer(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:  # (..., p) x (..., q) -> (..., p, q)
     return first.unsqueeze(-1) * second.unsqueeze(-2)
 
 
-def _dot(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-    """Dot product along the last dimension, shape ``(...)``."""
+def _dot(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:  # along the last dimension
     return (first * second).sum(dim=-1)
 
 
@@ -259,8 +216,7 @@ class StreamingGaussianEstimator:
         trace_s2 = _trace(s2)
         new_s1 = s1 + n * d
         new_s2 = s2 + _outer(s1, d) + _outer(d, s1) + n * _outer(d, d)
-        new_v = v + trace_s2.unsqueeze(-1) * d + 2 * s2_d + (2 * s1_d + n * dd).unsqueeze(-1) * d
-        new_v = new_v + dd.unsqueeze(-1) * s1
+        new_v = v + (trace_s2 + 2 * s1_d + n * dd).unsqueeze(-1) * d + 2 * s2_d + dd.unsqueeze(-1) * s1
         new_s4 = s4 + 4 * _dot(d, s2_d) + n * dd * dd + 4 * _dot(v, d) + 2 * dd * trace_s2 + 4 * dd * s1_d
         return new_s1, new_s2, new_v, new_s4
 

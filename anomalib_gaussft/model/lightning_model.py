@@ -25,7 +25,7 @@ Example:
     Fine-tuning on MVTec AD from the command line (the plugin registers ``GaussFT`` with anomalib on install; the
     same through the API in ``anomalib_gaussft/model/README.md``)::
 
-        anomalib train --model GaussFT --data anomalib.data.MVTecAD --data.category bottle --trainer.max_epochs 20
+        anomalib train --model GaussFT --data anomalib.data.MVTecAD --data.category bottle  # at most 8 epochs
 """
 
 from __future__ import annotations
@@ -54,13 +54,13 @@ from anomalib_gaussft.model.checks import check_training_images, image_paths
 from anomalib_gaussft.model.export import ExportMixin
 from anomalib_gaussft.model.fitting import fit_training_set
 from anomalib_gaussft.model.loss import MahalanobisLoss
-from anomalib_gaussft.model.optimization import FineTuningMixin
+from anomalib_gaussft.model.optimization import DEFAULT_MAX_EPOCHS, FineTuningMixin
 from anomalib_gaussft.model.post_processing import GaussFTPostProcessor, refit_on_validation
 from anomalib_gaussft.model.torch_model import GaussFTModel
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["GaussFT"]
+__all__ = ["DEFAULT_MAX_EPOCHS", "GaussFT"]
 
 
 class GaussFT(FineTuningMixin, ExportMixin, CheckpointMixin, AnomalibModule):
@@ -361,7 +361,8 @@ class GaussFT(FineTuningMixin, ExportMixin, CheckpointMixin, AnomalibModule):
     def trainer_arguments(self) -> dict[str, Any]:
         """Trainer arguments GaussFT needs; the number of epochs is left to the user (except fixed features).
 
-        No sanity validation: the Gaussians are not fitted before the first epoch.
+        No sanity validation: the Gaussians are not fitted before the first epoch. A fine-tuning fit given no epoch
+        limit runs at most :data:`DEFAULT_MAX_EPOCHS` (see :meth:`setup`).
         """
         if not self.fine_tune:
             return {"max_epochs": 1, "num_sanity_val_steps": 0}

@@ -37,7 +37,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from anomalib_gaussft.model.gaussian import GaussianFit, StreamingGaussianEstimator, in_float32, mahalanobis_distance
+from anomalib_gaussft.model.gaussian import GaussianFit, StreamingGaussianEstimator, mahalanobis_distance
+from anomalib_gaussft.model.precision import in_float32
 
 __all__ = ["COMPONENTS_PER_PRODUCT", "LocalGaussianMixture", "LocalVectorSample", "gather_rows", "kmeans"]
 

@@ -1,7 +1,7 @@
 # Copyright (C) 2026 anomalib-gaussft developers
 # SPDX-License-Identifier: Apache-2.0
 
-"""How GaussFT steps its optimiser: Adam over the backbone, a linear warm-up, and scoring-only steps.
+"""How GaussFT fine-tunes: Adam over the backbone, a linear warm-up, scoring-only steps and a default epoch bound.
 
 :class:`FineTuningMixin` goes before ``AnomalibModule`` in :class:`~anomalib_gaussft.model.GaussFT`'s bases. It
 reads the module's ``fine_tune``, ``lr``, ``weight_decay``, ``warmup_steps``, ``pretrained_epoch`` and ``model`` and
@@ -15,11 +15,20 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
 
-__all__ = ["FineTuningMixin", "warmup_factor"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["DEFAULT_MAX_EPOCHS", "FineTuningMixin", "warmup_factor"]
+
+#: Epochs of a fine-tuning fit whose trainer was given no limit: the pretrained epoch and up to seven fine-tuning epochs
+#: (forgetting detection usually stops earlier). ``--trainer.max_epochs`` / ``Engine(max_epochs=...)`` set another.
+DEFAULT_MAX_EPOCHS = 8
+#: What Lightning sets ``max_epochs`` to when neither it nor ``max_steps`` is given: read as "no limit given".
+_LIGHTNING_DEFAULT_MAX_EPOCHS = 1000
 
 
 def warmup_factor(step: int, warmup_steps: int) -> float:
@@ -29,6 +38,24 @@ def warmup_factor(step: int, warmup_steps: int) -> float:
 
 class FineTuningMixin:
     """Adam over the feature extractor, with a linear learning-rate warm-up and gradient-free scoring steps."""
+
+    def setup(self, stage: str) -> None:
+        """Bound a fine-tuning fit that was given no epoch limit to :data:`DEFAULT_MAX_EPOCHS` epochs.
+
+        anomalib's ``Engine`` lets a model's ``trainer_arguments`` override the user's, so the bound is set here
+        instead, and only where the trainer holds Lightning's own default (1000 epochs, no ``max_steps``): a limit
+        the user gave (``--trainer.max_epochs``, ``-1`` for none) stands.
+        """
+        super().setup(stage)
+        trainer = self._trainer
+        if stage != "fit" or not self.fine_tune or trainer is None:
+            return
+        if trainer.fit_loop.max_epochs == _LIGHTNING_DEFAULT_MAX_EPOCHS and trainer.max_steps == -1:
+            trainer.fit_loop.max_epochs = DEFAULT_MAX_EPOCHS
+            logger.info(
+                "GaussFT: no epoch limit was given; fine-tuning runs at most %d epochs (set --trainer.max_epochs).",
+                DEFAULT_MAX_EPOCHS,
+            )
 
     def configure_optimizers(self) -> torch.optim.Optimizer | None:
         """Adam over the backbone's parameters (``None`` for fixed features)."""

@@ -35,7 +35,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from anomalib_gaussft.model.gaussian import GaussianFit, StreamingGaussianEstimator, in_float32
+from anomalib_gaussft.model.gaussian import GaussianFit, StreamingGaussianEstimator
+from anomalib_gaussft.model.precision import in_float32
 
 __all__ = ["PositionalGaussianEstimator", "PositionalGaussians"]
 
