@@ -414,3 +414,17 @@ def test_warmup_raises_the_learning_rate_linearly_over_the_first_fine_tuning_ste
     assert seen[steps_per_epoch:] == pytest.approx([2.5e-4, 5e-4, 7.5e-4] + [1e-3] * (steps_per_epoch - 3))
     with pytest.raises(ValueError, match="warmup_steps"):
         GaussFT(**tiny_model_kwargs, warmup_steps=-1)
+
+
+def test_a_non_square_input_size_fits_scores_and_maps_at_that_size(tiny_model_kwargs: dict) -> None:
+    """Long parts: ``image_size=(height, width)`` resizes to it; per-position Gaussians take its grid, maps its size."""
+    from anomalib_gaussft.benchmark.models import build_model
+
+    model = GaussFT(**{**tiny_model_kwargs, "image_size": (32, 80)}, forgetting_detection=False)
+    model.fit_gaussians([torch.rand(6, 3, 50, 120)])  # any size: the pre-processor resizes to 32 x 80
+    assert model.model.positional_gaussians.grid.tolist() == [4, 10]  # blocks.2 (stride 8)
+    with torch.no_grad():
+        output = model.eval()(torch.rand(2, 3, 50, 120))
+    assert output.anomaly_map.shape == (2, 1, 32, 80)
+    assert torch.isfinite(output.pred_score).all()
+    assert build_model("GaussFT-fixed", "tf_efficientnet_lite0", (32, 80), pretrained=False).image_size == (32, 80)

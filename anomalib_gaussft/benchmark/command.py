@@ -24,7 +24,9 @@ Example:
     >>> add_arguments(parser)
     >>> args = parser.parse_args(["--categories", "brick", "--epochs", "2"])
     >>> args.categories, args.epochs, args.models, args.image_size
-    (['brick'], 2, ['GaussFT', 'Padim', 'Patchcore'], 224)
+    (['brick'], 2, ['GaussFT', 'Padim', 'Patchcore'], [224])
+    >>> parser.parse_args(["--image-size", "160", "400"]).image_size  # height and width, for long parts
+    [160, 400]
 """
 
 from __future__ import annotations
@@ -72,7 +74,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"models to run (default: {' '.join(MODELS)}; GaussFT-fixed adds GaussFT without fine-tuning)",
     )
     parser.add_argument("--epochs", type=int, default=6, help="GaussFT's maximum fine-tuning epochs (default: 6)")
-    parser.add_argument("--image-size", type=int, default=224, help="model input size (default: 224)")
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        nargs="+",
+        default=[224],
+        metavar=("H", "W"),
+        help="model input size: one side of a square, or height and width for long parts (default: 224)",
+    )
     parser.add_argument("--backbone", default="tf_efficientnet_lite0", help="timm backbone for all three models")
     parser.add_argument("--output", type=Path, default=Path("benchmark_output"), help="results, tables and plots")
     parser.add_argument(
@@ -166,9 +175,10 @@ def run(args: argparse.Namespace) -> int:
     Raises:
         ValueError: For ``--epochs`` below 1 or ``--image-size`` below 32.
     """
-    if args.epochs < 1 or args.image_size < 32:
-        msg = f"--epochs must be >= 1 and --image-size >= 32, got {args.epochs} and {args.image_size}."
+    if args.epochs < 1 or len(args.image_size) > 2 or min(args.image_size) < 32:
+        msg = f"--epochs must be >= 1 and --image-size one or two sides >= 32, got {args.epochs} and {args.image_size}."
         raise ValueError(msg)
+    image_size = (args.image_size[0], args.image_size[-1])
     start = time.perf_counter()
     output = args.output.resolve()
     output.mkdir(parents=True, exist_ok=True)
@@ -205,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
             for seed in args.seeds:  # one run folder per seed when there are several
                 folder = output / f"seed_{seed}" if len(args.seeds) > 1 else output
                 seed_results = run_benchmark(
-                    root, categories, folder, models=args.models, backbone=args.backbone, image_size=args.image_size,
+                    root, categories, folder, models=args.models, backbone=args.backbone, image_size=image_size,
                     epochs=args.epochs, pretrained=not args.random_weights, seed=seed, batch_size=args.batch_size,
                     num_workers=args.num_workers, min_seconds=args.min_seconds, limit_heap=args.limit_heap,
                     isolate=not args.in_process,
@@ -218,8 +228,8 @@ def run(args: argparse.Namespace) -> int:
     seeds = "seed" + ("s " if len(args.seeds) > 1 else " ") + ", ".join(map(str, args.seeds))
     processes = "all in one process" if args.in_process else "each model and category in a fresh process"
     settings = (
-        f"{_command_line()}{args.backbone} at {args.image_size} px, GaussFT up to {args.epochs} epochs, {seeds}, "
-        f"{threads} torch thread(s) on {os.cpu_count()} CPUs, {processes}; data {root}."
+        f"{_command_line()}{args.backbone} at {image_size[0]} x {image_size[1]} px, GaussFT up to {args.epochs} "
+        f"epochs, {seeds}, {threads} torch thread(s) on {os.cpu_count()} CPUs, {processes}; data {root}."
     )
     _write_report(results, settings, output, start)
     return 0

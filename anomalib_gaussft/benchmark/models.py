@@ -93,13 +93,13 @@ def _evaluator() -> Evaluator:
     )
 
 
-def build_model(name: str, backbone: str, image_size: int, pretrained: bool) -> AnomalibModule:
+def build_model(name: str, backbone: str, image_size: int | tuple[int, int], pretrained: bool) -> AnomalibModule:
     """One of :data:`MODEL_CHOICES` with the shared backbone, pre-processing and evaluator.
 
     Args:
         name: ``"GaussFT"``, ``"GaussFT-fixed"``, ``"Padim"`` or ``"Patchcore"``.
         backbone: timm backbone of every model.
-        image_size: Square input size.
+        image_size: Input size ``(height, width)``, or one side of a square.
         pretrained: ImageNet weights (GaussFT through :mod:`anomalib_gaussft.weights`, the others through timm).
 
     Returns:
@@ -116,7 +116,7 @@ def build_model(name: str, backbone: str, image_size: int, pretrained: bool) -> 
 
     from anomalib_gaussft.model.lightning_model import GaussFT
 
-    size = (image_size, image_size)
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     common: dict[str, Any] = {"evaluator": _evaluator(), "visualizer": False}
     if name in {"GaussFT", "GaussFT-fixed"}:
         return GaussFT(

@@ -137,7 +137,7 @@ def _benchmark_one(
     category: str,
     *,
     backbone: str,
-    image_size: int,
+    image_size: int | tuple[int, int],
     epochs: int,
     pretrained: bool,
     seed: int,
@@ -268,7 +268,7 @@ def run_benchmark(
     *,
     models: Sequence[str] = MODELS,
     backbone: str = "tf_efficientnet_lite0",
-    image_size: int = 224,
+    image_size: int | tuple[int, int] = 224,
     epochs: int = 6,
     pretrained: bool = True,
     seed: int = 0,
@@ -289,7 +289,7 @@ def run_benchmark(
         output: Folder for anomalib's run directories (checkpoints).
         models: Subset of :data:`MODEL_CHOICES`.
         backbone: timm backbone shared by all models.
-        image_size: Square model input size.
+        image_size: Model input size, ``(height, width)`` or one side of a square.
         epochs: GaussFT's maximum fine-tuning epochs.
         pretrained: Use ImageNet weights (``False``: random weights, for smoke tests only).
         seed: Seed of the data split and of training.
