@@ -196,7 +196,8 @@ class StreamingGaussianEstimator:
         norm2 = (y * y).sum(dim=-1)
         self.count += y.shape[-2]
         self.sum += y.sum(dim=-2)
-        self.sum_outer += y.mT @ y
+        flat = y.reshape(-1, *y.shape[-2:])  # (batch, n, p): accumulate in place, no (batch, p, p) temporary
+        self.sum_outer.view(-1, self.dim, self.dim).baddbmm_(flat.mT, flat)
         self.sum_norm2_weighted += (norm2.unsqueeze(-2) @ y).squeeze(-2)
         self.sum_norm4 += (norm2 * norm2).sum(dim=-1)
 
