@@ -328,6 +328,13 @@ def test_benchmark_run_writes_csv_markdown_and_plots(
     assert [(r.model, r.epochs, r.best_epoch) for r in reread] == [("GaussFT", 1, 1), ("Padim", 1, None),
                                                                    ("Patchcore", 1, None)]  # fmt: skip
     assert markdown.endswith(benchmark.format_markdown(reread))  # the CSV holds everything the tables show
+    defects = {path.name for path in (demo_root / "coffee" / "test").iterdir() if path.name != "good"}
+    assert len(defects) > 1
+    for result in reread:  # one raw AUROC per defect type, the overall one between the lowest and highest
+        by_type = result.image_auroc_by_type
+        assert set(by_type) == defects, (result.model, by_type)
+        assert min(by_type.values()) - 1e-9 <= result.image_auroc_raw <= max(by_type.values()) + 1e-9
+    assert "per defect type" in markdown
     assert "image-score throughput >= 0.9 x bare backbone" in markdown
     for name in ("benchmark_auroc.png", "benchmark_scores.png"):
         assert (output / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -195,6 +195,27 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
+def _by_type_table(results: Sequence[BenchmarkResult]) -> list[str]:
+    """Lines of a table of raw image AUROC per defect type: one row per model and category, mean over seeds."""
+    types = sorted({defect for r in results for defect in r.image_auroc_by_type})
+    if not types:
+        return []
+    lines = [
+        "",
+        "Image AUROC of the raw scores per defect type (normal test images against that type's; mean over seeds):",
+        "",
+        f"| category | model | {' | '.join(types)} |",
+        f"|---|---|{'---:|' * len(types)}",
+    ]
+    grouped: dict[tuple[str, str], list[BenchmarkResult]] = {}
+    for r in results:
+        grouped.setdefault((r.category, r.model), []).append(r)
+    for (category, model), group in grouped.items():
+        cells = [_fmt(_mean([r.image_auroc_by_type.get(defect) for r in group])) for defect in types]
+        lines.append(f"| {category} | {model} | {' | '.join(cells)} |")
+    return lines
+
+
 def format_markdown(results: Sequence[BenchmarkResult], settings: str = "") -> str:
     """Markdown tables: per category, mean per model, throughput, and the targets.
 
@@ -249,6 +270,7 @@ def format_markdown(results: Sequence[BenchmarkResult], settings: str = "") -> s
             "| GaussFT image score (without the anomaly map only for `image_score=global`) "
             f"| {_fmt(_mean([r.image_score_throughput for r in gaussft]), 1)} |",
         ]
+    lines += _by_type_table(results)
     summary = format_seed_summary(results)
     if summary:
         lines += ["", summary.rstrip("\n")]

@@ -55,6 +55,8 @@ class BenchmarkResult:
         pixel_auroc_raw: Test pixel AUROC of the raw anomaly maps (ranks), beside anomalib's ``pixel_auroc``.
         model_mb: Size of the trained model's serialised state dict in MB (backbone, fitted statistics, memory bank).
         seed: The run's seed (data split and training); ``None`` in CSVs written before the column existed.
+        image_auroc_by_type: Raw-score image AUROC of the normal test images against each defect type's (the test
+            folders of the MVTec layout), written to the CSV as ``type=value;...``.
         normal_scores: Raw image scores of the normal test images (not written to the CSV).
         anomalous_scores: Raw image scores of the anomalous test images (not written to the CSV).
     """
@@ -79,6 +81,7 @@ class BenchmarkResult:
     pixel_auroc_raw: float = math.nan
     model_mb: float = math.nan
     seed: int | None = None
+    image_auroc_by_type: dict[str, float] = field(default_factory=dict)
     normal_scores: list[float] = field(default_factory=list, repr=False)
     anomalous_scores: list[float] = field(default_factory=list, repr=False)
 
@@ -101,6 +104,7 @@ def write_csv(results: Sequence[BenchmarkResult], path: Path) -> None:
         writer.writeheader()
         for result in results:
             row = asdict(result)
+            row["image_auroc_by_type"] = ";".join(f"{k}={v!r}" for k, v in result.image_auroc_by_type.items())
             writer.writerow({key: row[key] for key in columns})
 
 
@@ -127,6 +131,8 @@ def read_csv(path: Path) -> list[BenchmarkResult]:
             for key, text in row.items():
                 if key in {"model", "category"}:
                     values[key] = text
+                elif key == "image_auroc_by_type":
+                    values[key] = {k: float(v) for k, v in (item.split("=") for item in text.split(";") if item)}
                 elif text == "":
                     values[key] = None
                 elif key in {"epochs", "best_epoch", "seed"}:

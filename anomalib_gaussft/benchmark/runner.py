@@ -24,7 +24,7 @@ records:
   model through ``/proc/self/clear_refs``; where that is unavailable, ``resource.getrusage`` (the process's peak
   so far, so it cannot go down between models);
 * the raw image scores of the test images and their rank AUROC
-  (:func:`anomalib_gaussft.evaluation.rank_auroc`).
+  (:func:`anomalib_gaussft.evaluation.rank_auroc`), overall and for each defect type (test folder) alone.
 
 The models are built by :func:`anomalib_gaussft.benchmark.models.build_model`; the command line, which also writes
 the files, is :mod:`anomalib_gaussft.benchmark.command`.
@@ -94,11 +94,13 @@ def score_collector() -> Callback:
             self.labels: list[int] = []
             self.maps: list[torch.Tensor] = []
             self.masks: list[torch.Tensor] = []
+            self.types: list[str] = []  # the test folder of every image: "good" or the defect type
 
         def on_test_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, *args: Any) -> None:
             del trainer, pl_module, batch, args
             self.scores += outputs.pred_score.detach().flatten().cpu().tolist()
             self.labels += outputs.gt_label.detach().flatten().cpu().int().tolist()
+            self.types += [Path(path).parent.name for path in outputs.image_path]
             if outputs.anomaly_map is not None and outputs.gt_mask is not None:
                 self.maps.append(outputs.anomaly_map.detach().flatten().cpu())
                 self.masks.append(outputs.gt_mask.detach().flatten().cpu() > 0)
@@ -210,6 +212,11 @@ def _benchmark_one(
     labels = torch.tensor(collector.labels)
     normal, anomalous = scores[labels == 0], scores[labels == 1]
     raw_auroc = rank_auroc(normal, anomalous) if len(normal) and len(anomalous) else math.nan
+    by_type = {}
+    if len(normal):
+        for defect in sorted({t for t, label in zip(collector.types, collector.labels, strict=True) if label == 1}):
+            chosen = torch.tensor([t == defect for t in collector.types]) & (labels == 1)
+            by_type[defect] = rank_auroc(normal, scores[chosen])
     pixel_raw_auroc = math.nan
     if collector.maps:
         pixels, masks = torch.cat(collector.maps), torch.cat(collector.masks)
@@ -236,6 +243,7 @@ def _benchmark_one(
         pixel_auroc_raw=pixel_raw_auroc,
         model_mb=state_dict_megabytes(model),
         seed=seed,
+        image_auroc_by_type=by_type,
         normal_scores=normal.tolist(),
         anomalous_scores=anomalous.tolist(),
     )
