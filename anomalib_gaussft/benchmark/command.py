@@ -73,7 +73,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=MODEL_CHOICES,
         help=f"models to run (default: {' '.join(MODELS)}; GaussFT-fixed adds GaussFT without fine-tuning)",
     )
-    parser.add_argument("--epochs", type=int, default=6, help="GaussFT's maximum fine-tuning epochs (default: 6)")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="GaussFT's maximum epochs, the pretrained one included (default: GaussFT's own bound, DEFAULT_MAX_EPOCHS)",
+    )
     parser.add_argument(
         "--image-size",
         type=int,
@@ -175,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
     Raises:
         ValueError: For ``--epochs`` below 1 or ``--image-size`` below 32.
     """
-    if args.epochs < 1 or len(args.image_size) > 2 or min(args.image_size) < 32:
+    if (args.epochs is not None and args.epochs < 1) or len(args.image_size) > 2 or min(args.image_size) < 32:
         msg = f"--epochs must be >= 1 and --image-size one or two sides >= 32, got {args.epochs} and {args.image_size}."
         raise ValueError(msg)
     image_size = (args.image_size[0], args.image_size[-1])
@@ -225,11 +230,14 @@ def run(args: argparse.Namespace) -> int:
                 results += seed_results
     finally:
         torch.set_num_threads(previous_threads)
+    from anomalib_gaussft.model.optimization import DEFAULT_MAX_EPOCHS
+
     seeds = "seed" + ("s " if len(args.seeds) > 1 else " ") + ", ".join(map(str, args.seeds))
     processes = "all in one process" if args.in_process else "each model and category in a fresh process"
+    epochs = args.epochs or f"its default {DEFAULT_MAX_EPOCHS}"
     settings = (
-        f"{_command_line()}{args.backbone} at {image_size[0]} x {image_size[1]} px, GaussFT up to {args.epochs} "
-        f"epochs, {seeds}, {threads} torch thread(s) on {os.cpu_count()} CPUs, {processes}; data {root}."
+        f"{_command_line()}{args.backbone} at {image_size[0]} x {image_size[1]} px, GaussFT up to {epochs} epochs, "
+        f"{seeds}, {threads} torch thread(s) on {os.cpu_count()} CPUs, {processes}; data {root}."
     )
     _write_report(results, settings, output, start)
     return 0

@@ -140,7 +140,7 @@ def _benchmark_one(
     *,
     backbone: str,
     image_size: int | tuple[int, int],
-    epochs: int,
+    epochs: int | None,
     pretrained: bool,
     seed: int,
     batch_size: int,
@@ -178,7 +178,7 @@ def _benchmark_one(
     engine = Engine(
         accelerator="cpu",
         devices=1,
-        max_epochs=epochs,  # PaDiM and PatchCore override it with their single epoch
+        max_epochs=epochs,  # None: GaussFT's own bound; PaDiM and PatchCore set their single epoch
         default_root_dir=output / "runs" / name / category,
         logger=False,
         callbacks=[collector],
@@ -277,7 +277,7 @@ def run_benchmark(
     models: Sequence[str] = MODELS,
     backbone: str = "tf_efficientnet_lite0",
     image_size: int | tuple[int, int] = 224,
-    epochs: int = 6,
+    epochs: int | None = None,
     pretrained: bool = True,
     seed: int = 0,
     batch_size: int = 16,
@@ -298,7 +298,7 @@ def run_benchmark(
         models: Subset of :data:`MODEL_CHOICES`.
         backbone: timm backbone shared by all models.
         image_size: Model input size, ``(height, width)`` or one side of a square.
-        epochs: GaussFT's maximum fine-tuning epochs.
+        epochs: GaussFT's maximum epochs (``None``: its own bound, ``DEFAULT_MAX_EPOCHS``).
         pretrained: Use ImageNet weights (``False``: random weights, for smoke tests only).
         seed: Seed of the data split and of training.
         batch_size: Train and eval batch size.
