@@ -6,7 +6,7 @@
 import numpy as np
 import pytest
 import torch
-from _ddp_workers import gaussian_shard_worker
+from _ddp_workers import gaussian_shard_worker, run_on_gloo_ranks
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.distance import mahalanobis
@@ -90,25 +90,9 @@ def test_rejects_non_finite_and_empty() -> None:
 
 def test_all_reduce_across_two_gloo_processes_equals_single_fit() -> None:
     """Statistics summed over two real (gloo) processes give the single-process Gaussian to 1e-6."""
-    import socket
-
-    import torch.multiprocessing as mp
-
     data = np.random.default_rng(3).normal(size=(401, 10)) * 4 + 2
     single = _estimate(data).fit()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    # Forked, the workers start in a second instead of importing torch and anomalib again (about 8 s each).
-    context = mp.get_context("fork")
-    queue = context.Queue()
-    processes = [context.Process(target=gaussian_shard_worker, args=(rank, 2, port, data, queue)) for rank in range(2)]
-    for process in processes:
-        process.start()
-    results = [queue.get(timeout=120) for _ in processes]
-    for process in processes:
-        process.join(timeout=60)
-        assert process.exitcode == 0
+    results = run_on_gloo_ranks(gaussian_shard_worker, data)
     for _, mean, covariance, count in results:
         assert count == 401
         np.testing.assert_allclose(mean, single.mean.numpy(), rtol=1e-6, atol=1e-9)

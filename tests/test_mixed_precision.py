@@ -36,21 +36,19 @@ def test_gaussian_arithmetic_runs_in_float32_under_autocast(demo_root: Path) -> 
         with torch.no_grad():
             pooled, local = torch_model.embed(images)
             size = images.shape[-2:]
-            reference = (
-                torch_model.level_distances(pooled),
-                torch_model.local_mixture.distance_map(local),
-                torch_model.positional_gaussians.distance_map(local),
-                torch_model.score_map(local, size),
-                torch_model.image_score(pooled, torch_model.score_map(local, size)),
-            )
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                mixed = (
+
+            def gaussian_outputs() -> tuple[torch.Tensor, ...]:
+                return (
                     torch_model.level_distances(pooled),
                     torch_model.local_mixture.distance_map(local),
                     torch_model.positional_gaussians.distance_map(local),
                     torch_model.score_map(local, size),
                     torch_model.image_score(pooled, torch_model.score_map(local, size)),
                 )
+
+            reference = gaussian_outputs()
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                mixed = gaussian_outputs()
     names = ("levels", "mixture", "positional", "map", "score")
     for name, expected, actual in zip(names, reference, mixed, strict=True):
         assert actual.dtype == torch.float32, name

@@ -155,10 +155,7 @@ def test_the_batched_estimator_gives_every_position_the_fit_of_its_own_estimator
 
 def test_a_two_process_fit_issues_as_many_collectives_at_any_input_size() -> None:
     """Two gloo processes: the collectives of a fit do not grow with the positions, and the fit equals one process's."""
-    import socket
-
-    import torch.multiprocessing as mp
-    from _ddp_workers import fit_shard_worker
+    from _ddp_workers import fit_shard_worker, run_on_gloo_ranks
 
     from anomalib_gaussft.model.fitting import fit_training_set
 
@@ -172,20 +169,7 @@ def test_a_two_process_fit_issues_as_many_collectives_at_any_input_size() -> Non
         single.local_mixture = type(single.local_mixture)(single.local_mixture.dim, components=2)
         single.load_state_dict(model.state_dict())
         fit_training_set(single, images.split(3))
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        context = mp.get_context("fork")
-        queue = context.Queue()
-        processes = [
-            context.Process(target=fit_shard_worker, args=(rank, 2, port, model, images, queue)) for rank in range(2)
-        ]
-        for process in processes:
-            process.start()
-        results = [queue.get(timeout=120) for _ in processes]
-        for process in processes:
-            process.join(timeout=60)
-            assert process.exitcode == 0
+        results = run_on_gloo_ranks(fit_shard_worker, model, images)
         reference = single.state_dict()
         for _, counts, state in results:
             calls.append(counts)
