@@ -29,7 +29,7 @@ def test_registration_hook_is_light_and_the_cli_resolves_bare_and_dotted_names(t
     One fresh interpreter (anomalib's imports take about 8 s): the hook is checked at start-up, then ``get_model``
     resolves the bare name, then the console script's entry point (``anomalib.cli.cli:main``, what
     ``BIN / "anomalib"`` calls) resolves ``--model GaussFT`` and ``--model anomalib_gaussft.GaussFT``, the bare name
-    first (fails if the bare name stops resolving).
+    first (fails if the bare name stops resolving), each with a weights file and the post-processor's ``target_fpr``.
     """
     code = (
         "import sys\n"
@@ -42,7 +42,9 @@ def test_registration_hook_is_light_and_the_cli_resolves_bare_and_dotted_names(t
         "from anomalib.cli.cli import main\n"
         "for name in ('GaussFT', 'anomalib_gaussft.GaussFT'):\n"
         "    sys.argv = ['anomalib', 'train', '--data', 'anomalib.data.MVTecAD', '--print_config',\n"
-        "                '--model', name, '--model.backbone', 'resnet18']\n"
+        "                '--model', name, '--model.backbone', 'resnet18', '--model.pretrained', 'weights/r18.pth',\n"
+        "                '--model.post_processor', 'anomalib_gaussft.model.GaussFTPostProcessor',\n"
+        "                '--model.post_processor.target_fpr', '0.05']\n"
         "    try:\n"
         "        main()\n"
         "    except SystemExit as exit_:\n"
@@ -58,6 +60,9 @@ def test_registration_hook_is_light_and_the_cli_resolves_bare_and_dotted_names(t
     for output in outputs[:2]:  # the configuration each name printed
         assert "class_path: anomalib_gaussft.GaussFT" in output
         assert "backbone: resnet18" in output
+        assert "pretrained: weights/r18.pth" in output  # a weights file through `pretrained`
+        assert "class_path: anomalib_gaussft.model.GaussFTPostProcessor" in output  # target_fpr: the post-processor's
+        assert "target_fpr: 0.05" in output
 
 
 def test_registration_works_when_the_plugin_is_imported_before_anomalib(tmp_path: Path) -> None:

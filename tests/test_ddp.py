@@ -177,9 +177,9 @@ def test_ddp_gaussians_and_thresholds_equal_a_single_process_run(ranks: list[dic
     finally:
         torch.set_num_threads(threads)
     single = model.state_dict()
-    # everything fit_gaussians sets: global levels, mixture, per-position Gaussians, the combined score's scales
-    fitted = ("model.gaussians.", "model.local_mixture.", "model.positional_gaussians.", "model.score_scales")
-    assert sum(key.startswith(fitted) for key in single) == 4 * len(model.model.gaussians) + 3 + 4 + 2
+    # everything fit_gaussians sets: global levels, mixture, per-position Gaussians
+    fitted = ("model.gaussians.", "model.local_mixture.", "model.positional_gaussians.")
+    assert sum(key.startswith(fitted) for key in single) == 4 * len(model.model.gaussians) + 3 + 4
     for key, reference in single.items():
         if not key.startswith(fitted):
             continue

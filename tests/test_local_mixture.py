@@ -1,7 +1,7 @@
 # Copyright (C) 2026 anomalib-gaussft developers
 # SPDX-License-Identifier: Apache-2.0
 
-"""The anomaly map's Gaussian mixture, its fit, the combined image score, and their equality under DDP."""
+"""The anomaly map's Gaussian mixture, its fit, the image scores, and their equality under DDP."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from anomalib_gaussft.model.anomaly_map import AnomalyMapGenerator
-from anomalib_gaussft.model.fitting import fit_training_set, training_score_terms
+from anomalib_gaussft.model.fitting import fit_training_set
 from anomalib_gaussft.model.gaussian import MultivariateGaussian, StreamingGaussianEstimator
 from anomalib_gaussft.model.local_mixture import LocalGaussianMixture, LocalVectorSample, kmeans
 from anomalib_gaussft.model.torch_model import GaussFTModel
@@ -100,7 +100,6 @@ def _model(**kwargs: object) -> GaussFTModel:
         "layers": ["layer1", "layer2"],
         "map_layers": ["layer2", "layer1"],
         "pretrained": False,
-        "image_score": "combined",  # the score with fitted scales; "geometric" has none
     }
     return GaussFTModel("resnet18", **{**defaults, **kwargs, "local_components": 3}).eval()
 
@@ -112,15 +111,15 @@ def _double_distance(x: torch.Tensor, mean: torch.Tensor, whitening: torch.Tenso
 
 
 def test_image_scores_equal_their_documented_formulas() -> None:
-    """``combined``: global / its training median + top-1 % mean of the map / its training median; ``geometric``:
-    sqrt(global * top-2 % mean of the map); ``global``: the sum of the per-level distances. The map: at every
-    position the smaller of the distance to the nearest mixture component and to the position's own Gaussian."""
+    """``geometric``: sqrt(global * top-2 % mean of the score map); ``global``: the sum of the per-level distances.
+    The score map: at every position the smaller of the distance to the nearest mixture component and to the
+    position's own Gaussian."""
     model = _model()
     train = [torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(seed)) for seed in range(3)]
     fit_training_set(model, train)
     assert model.is_fitted
 
-    def terms(images: torch.Tensor, top_fraction: float = 0.01) -> torch.Tensor:
+    def terms(images: torch.Tensor, top_fraction: float = 0.02) -> torch.Tensor:
         with torch.no_grad():
             features = dict(zip(["layer1", "layer2"], model.feature_extractor(images), strict=True))
         pooled = [features[name].mean(dim=(2, 3)) for name in model.layers]
@@ -147,67 +146,43 @@ def test_image_scores_equal_their_documented_formulas() -> None:
         top = anomaly_map.flatten(1).sort(dim=1, descending=True).values[:, : round(top_fraction * 32 * 32)]
         return torch.stack([global_score, top.double().mean(dim=1)], dim=1)
 
-    medians = torch.cat([terms(images) for images in train]).median(dim=0).values
-    torch.testing.assert_close(model.score_scales.double(), medians, rtol=1e-4, atol=0)
     images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(9))
     with torch.no_grad():
         actual = model(images).pred_score
-    expected = (terms(images) / medians).sum(dim=1)
-    torch.testing.assert_close(actual.double(), expected, rtol=1e-4, atol=0)
-    model.image_score_mode = "geometric"
-    with torch.no_grad():
-        actual = model(images).pred_score
-    torch.testing.assert_close(actual.double(), terms(images, 0.02).prod(dim=1).sqrt(), rtol=1e-4, atol=0)
+    torch.testing.assert_close(actual.double(), terms(images).prod(dim=1).sqrt(), rtol=1e-4, atol=0)
     model.image_score_mode = "global"
     with torch.no_grad():
         torch.testing.assert_close(model(images).pred_score.double(), terms(images)[:, 0], rtol=1e-4, atol=0)
 
 
-def test_geometric_score_needs_no_scales_and_fits_in_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The default score ranks by the product of its terms, so no medians (and no scoring pass) are fitted."""
-    model = _model(image_score="geometric", max_local_vectors=100)  # a thinned sample: "combined" would pass twice
+def test_the_fit_takes_one_pass_over_the_training_images(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every Gaussian, the per-position ones included, comes from one pass; nothing else is fitted."""
+    model = _model(max_local_vectors=100)  # a thinned sample
     train = [torch.rand(5, 3, 32, 32, generator=torch.Generator().manual_seed(seed)) for seed in range(3)]
     embed, calls = model.embed, []
     monkeypatch.setattr(model, "embed", lambda *args, **kwargs: calls.append(1) or embed(*args, **kwargs))
     fit_training_set(model, train)
     assert len(calls) == len(train)
     assert model.is_fitted
-    assert not model.score_scales_fitted
 
 
-@pytest.mark.parametrize(
-    ("case", "passes"),
-    [("every vector kept", 1), ("sample thinned", 2), ("image sizes differ", 2)],
-)
-def test_training_medians_need_a_second_pass_only_when_the_first_did_not_keep_every_feature(
-    case: str, passes: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The combined score's scales from the first pass's features equal those of a second pass through the model."""
-    # Per-position Gaussians need one grid (test_positional_gaussians.py); the mixture alone takes any image size.
-    local_positional = case != "image sizes differ"
-    model = _model(max_local_vectors=100 if case == "sample thinned" else 100_000, local_positional=local_positional)
-    train = [torch.rand(5, 3, 32, 32, generator=torch.Generator().manual_seed(seed)) for seed in range(3)]
-    if case == "image sizes differ":
-        train.append(torch.rand(2, 3, 48, 48))
-    embed, calls = model.embed, []
-    monkeypatch.setattr(model, "embed", lambda *args, **kwargs: calls.append(1) or embed(*args, **kwargs))
-    fit_training_set(model, train)
-    assert len(calls) == passes * len(train)
-    assert (model.local_mixture.fitted, model.score_scales_fitted) == (True, True)
-    second_pass = training_score_terms(model, train).nanmedian(dim=0).values
-    torch.testing.assert_close(model.score_scales, second_pass, rtol=1e-6, atol=0)
+def test_the_global_score_fits_no_per_position_gaussians() -> None:
+    """``image_score="global"`` never reads the per-position Gaussians, so they are neither built nor stored."""
+    model = _model(image_score="global")
+    assert model.positional_gaussians is None
+    assert not any(key.startswith("positional_gaussians.") for key in model.state_dict())
+    fit_training_set(model, [torch.rand(4, 3, 32, 32)])
+    assert model.is_fitted
 
 
-def test_combined_score_refuses_a_missing_map_and_is_unfitted_without_its_scales() -> None:
+def test_the_geometric_score_refuses_a_missing_map_and_odd_aggregation_sizes_are_required() -> None:
     model = _model()
     with pytest.raises(ValueError, match="needs the anomaly map"):
         model.image_score([torch.zeros(1, 64), torch.zeros(1, 128)])
-    estimators = model.new_estimators("cpu")
-    model.accumulate(torch.rand(4, 3, 32, 32), estimators)
-    model.load_fits(estimators)
-    assert not model.is_fitted  # the Gaussians, but not yet the score's scales
     with pytest.raises(ValueError, match="odd size"):
         GaussFTModel("resnet18", pretrained=False, local_aggregation=2)
+    with pytest.raises(ValueError, match="image_score"):
+        GaussFTModel("resnet18", pretrained=False, image_score="combined")
 
 
 class _TwoRanks:
@@ -233,7 +208,7 @@ class _TwoRanks:
 
 
 def test_two_ranks_fit_the_same_model_as_one_process() -> None:
-    """DDP splits the images (in another order) over ranks; the mixture, scales and Gaussians come out the same."""
+    """DDP splits the images (in another order) over ranks; the mixture and the Gaussians come out the same."""
     train = [torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(seed)) for seed in range(4)]
     single = _model()
     fit_training_set(single, train)
@@ -263,7 +238,6 @@ def test_two_ranks_fit_the_same_model_as_one_process() -> None:
         torch.testing.assert_close(
             model.local_mixture.whitenings, single.local_mixture.whitenings, rtol=1e-4, atol=1e-5
         )
-        torch.testing.assert_close(model.score_scales, single.score_scales, rtol=1e-5, atol=0)
         ours, theirs = model.positional_gaussians, single.positional_gaussians
         torch.testing.assert_close(ours.means, theirs.means, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(ours.whitenings, theirs.whitenings, rtol=1e-4, atol=1e-5)

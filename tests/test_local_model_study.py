@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from anomalib_gaussft.model.gaussian import MultivariateGaussian, StreamingGaussianEstimator
-from anomalib_gaussft.model.torch_model import SINGLE_GAUSSIAN_SETTINGS, GaussFTModel
+from anomalib_gaussft.model.torch_model import GaussFTModel
 from tools.local_model_study import (
     LEVELS,
+    SINGLE_GAUSSIAN_SETTINGS,
     Features,
     Mixture,
     PerPosition,
@@ -54,7 +55,7 @@ def test_shared_candidate_reproduces_gaussft_anomaly_map(study: tuple, demo_root
 
     samples = MVTecADDataset(demo_root, "coffee", split="test").samples
     images = torch.stack([read_image(path, as_tensor=True) for path in samples.image_path])
-    transform = GaussFT.configure_pre_processor((64, 64), model.feature_extractor.mean, model.feature_extractor.std)
+    transform = GaussFT.configure_pre_processor((64, 64), model.feature_extractor.backbone)
     with torch.no_grad():
         output = model(transform.transform(images))
     labels = torch.tensor(samples.label_index.to_numpy() == 1)

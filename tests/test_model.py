@@ -220,10 +220,11 @@ def _fit_one_batch_per_epoch(model: GaussFT, demo_root, epochs: int, validate: b
     return trainer
 
 
-def _one_epoch(demo_root, **kwargs) -> dict:
+def _one_epoch(demo_root, pretrained_epoch: bool = True) -> dict:
     """One epoch of one batch from the same initial weights and data: the backbone before and after, the optimiser."""
     torch.manual_seed(0)
-    model = GaussFT(**TINY_MODEL_KWARGS, forgetting_detection=False, visualizer=False, lr=1e-3, **kwargs)
+    model = GaussFT(**TINY_MODEL_KWARGS, forgetting_detection=False, visualizer=False, lr=1e-3)
+    model.pretrained_epoch = pretrained_epoch  # not a setting: the first epoch without it, to see that it fine-tunes
     initial = _backbone_state(model)
     seed_everything(0)
     trainer = _fit_one_batch_per_epoch(model, demo_root, epochs=1, validate=False)
@@ -232,12 +233,8 @@ def _one_epoch(demo_root, **kwargs) -> dict:
 
 @pytest.fixture(scope="module")
 def epochs(demo_root) -> dict[str, dict]:
-    """The first epoch with the default pretrained (scoring-only) epoch, without it, and with weight decay."""
-    return {
-        "pretrained": _one_epoch(demo_root),
-        "fine_tuned": _one_epoch(demo_root, pretrained_epoch=False),
-        "decayed": _one_epoch(demo_root, pretrained_epoch=False, weight_decay=0.5),
-    }
+    """The first epoch with the pretrained (scoring-only) epoch GaussFT always takes, and without it."""
+    return {"pretrained": _one_epoch(demo_root), "fine_tuned": _one_epoch(demo_root, pretrained_epoch=False)}
 
 
 def test_pretrained_epoch_leaves_weights_and_optimiser_untouched(epochs: dict[str, dict]) -> None:
@@ -250,16 +247,8 @@ def test_without_pretrained_epoch_the_first_epoch_fine_tunes(epochs: dict[str, d
     run = epochs["fine_tuned"]
     changed = _changed(run["initial"], run["final"])
     assert "conv_stem.weight" in changed
-    assert not any("running_" in key for key in changed)  # freeze_batchnorm: the statistics stay
+    assert not any("running_" in key for key in changed)  # BatchNorm statistics stay fixed while fine-tuning
     assert len(run["optimizer"].state) > 0
-
-
-def test_weight_decay_reaches_adam_and_changes_the_update(epochs: dict[str, dict]) -> None:
-    plain, decayed = epochs["fine_tuned"], epochs["decayed"]
-    assert [group["weight_decay"] for group in decayed["optimizer"].param_groups] == [0.5]
-    assert [group["weight_decay"] for group in plain["optimizer"].param_groups] == [0.0]
-    torch.testing.assert_close(decayed["initial"], plain["initial"], rtol=0, atol=0)  # the same start...
-    assert "conv_stem.weight" in _changed(plain["final"], decayed["final"])  # ...and another step
 
 
 def test_gaussians_are_refitted_only_after_weight_updates(demo_root, monkeypatch) -> None:
@@ -405,15 +394,15 @@ def test_warmup_raises_the_learning_rate_linearly_over_the_first_fine_tuning_ste
         def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
             seen.append(optimizer.param_groups[0]["lr"])
 
-    model = GaussFT(**tiny_model_kwargs, lr=1e-3, warmup_steps=4, forgetting_detection=False, visualizer=False)
+    model = GaussFT(**tiny_model_kwargs, lr=1e-3, forgetting_detection=False, visualizer=False)
+    assert model.warmup_steps == 12  # the default; 4 here so that two short epochs reach the full rate
+    model.warmup_steps = 4
     datamodule = MVTecAD(root=demo_root, category="brick", train_batch_size=4, eval_batch_size=8, num_workers=0)
     engine = Engine(max_epochs=2, default_root_dir=tmp_path, accelerator="cpu", logger=False, callbacks=[RecordLr()])
     engine.fit(model, datamodule=datamodule)
     steps_per_epoch = len(seen) // 2
     assert model.fine_tuning_steps == steps_per_epoch >= 5
     assert seen[steps_per_epoch:] == pytest.approx([2.5e-4, 5e-4, 7.5e-4] + [1e-3] * (steps_per_epoch - 3))
-    with pytest.raises(ValueError, match="warmup_steps"):
-        GaussFT(**tiny_model_kwargs, warmup_steps=-1)
 
 
 def test_a_non_square_input_size_fits_scores_and_maps_at_that_size(tiny_model_kwargs: dict) -> None:

@@ -9,8 +9,6 @@ import pytest
 import torch
 from sklearn.covariance import LedoitWolf
 
-from anomalib_gaussft import GaussFT
-from anomalib_gaussft.model.checks import check_checkpoint
 from anomalib_gaussft.model.gaussian import StreamingGaussianEstimator
 from anomalib_gaussft.model.positional_gaussians import PositionalGaussianEstimator, PositionalGaussians
 from anomalib_gaussft.model.torch_model import GaussFTModel
@@ -98,34 +96,6 @@ def test_the_image_score_reads_the_smaller_distance_and_the_map_stays_the_mixtur
     torch.testing.assert_close(output.pred_score, model.image_score(pooled, score_map))
     assert (own < mixture).any()  # the per-position Gaussians change the score
     assert not torch.allclose(output.pred_score, plain_output.pred_score)
-
-
-def test_a_checkpoint_saved_before_the_setting_loads_without_per_position_gaussians(tmp_path) -> None:
-    """Checkpoints from before ``local_positional`` lack the hyperparameter and the buffers: they score as they did."""
-    torch.manual_seed(0)
-    old = GaussFT(**{**TINY_MODEL_KWARGS, "local_positional": False})
-    estimators = old.model.new_estimators("cpu")
-    old.model.accumulate(torch.rand(6, 3, *old.image_size), estimators)
-    old.model.load_fits(estimators)
-    checkpoint = {
-        "state_dict": old.state_dict(),
-        "hyper_parameters": dict(old.hparams),
-        "pytorch-lightning_version": "2.5.0",
-    }
-    del checkpoint["hyper_parameters"]["local_positional"]
-    path = tmp_path / "old.ckpt"
-    torch.save(checkpoint, path)
-    loaded = GaussFT.load_from_checkpoint(path)
-    assert loaded.model.positional_gaussians is None
-    images = torch.rand(2, 3, *old.image_size)
-    old.model.eval()
-    loaded.model.eval()
-    with torch.no_grad():
-        torch.testing.assert_close(loaded.model(images).pred_score, old.model(images).pred_score, rtol=0, atol=0)
-    new = GaussFT(**TINY_MODEL_KWARGS)
-    assert new.model.positional_gaussians is not None  # the default
-    with pytest.raises(ValueError, match=r"old\.ckpt was saved without per-position Gaussians.*local_positional=False"):
-        check_checkpoint(checkpoint, f"Checkpoint {path}", model=new)  # e.g. a model built from CLI arguments
 
 
 def test_the_batched_estimator_gives_every_position_the_fit_of_its_own_estimator() -> None:

@@ -339,6 +339,23 @@ def test_checkpoint_with_other_shapes_is_refused_naming_the_file(
     torch.testing.assert_close(_gaussian_buffers(reloaded), runs["full"]["gaussians"], rtol=0, atol=0)
 
 
+def test_checkpoint_saved_before_0_2_0_is_refused_with_a_message_to_retrain(
+    runs: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """0.2.0 removed an image score and its buffers: older checkpoints (no format stamp) are refused, not misread."""
+    checkpoint = torch.load(runs["full"]["checkpoint"], map_location="cpu", weights_only=False)
+    assert checkpoint["gaussft_checkpoint_format"] == 2
+    del checkpoint["gaussft_checkpoint_format"]  # as 0.1.0 saved it
+    old = tmp_path / "old.ckpt"
+    torch.save(checkpoint, old)
+    message = r"was saved before anomalib-gaussft 0\.2\.0 .*Retrain the model with this version"
+    with pytest.raises(ValueError, match=rf"Checkpoint {re.escape(str(old))} {message}"):
+        GaussFT.load_from_checkpoint(old)
+    root = _dataset(tmp_path, n_train=4)
+    with pytest.raises(ValueError, match=rf"Checkpoint {re.escape(str(old))} {message}"):
+        _engine(root).test(GaussFT(**TINY), datamodule=_datamodule(root), ckpt_path=str(old))
+
+
 # ---------------------------------------------------------------------------------------------------- memory
 def test_memory_benchmark_streams_every_image_through_fixed_size_estimators() -> None:
     """The measured peak memory of fitting the Gaussians does not grow with the number of training images.

@@ -118,7 +118,9 @@ def test_conformal_threshold_bounds_the_false_positive_rate(n_calibration: int, 
 def trained(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Engine, GaussFT, MVTecAD]:
     """Fixed-feature GaussFT with a conformal threshold at 20%, validation from held-out normals plus synthetic ones."""
     torch.manual_seed(0)
-    model = GaussFT(**TINY_MODEL_KWARGS, fine_tune=False, target_fpr=0.2, visualizer=False)
+    model = GaussFT(
+        **TINY_MODEL_KWARGS, fine_tune=False, post_processor=GaussFTPostProcessor(target_fpr=0.2), visualizer=False
+    )
     datamodule = MVTecAD(
         root=demo_root,
         category="coffee",

@@ -41,7 +41,7 @@ def test_main_runs_on_tiny_data_and_restores_the_process_state(tmp_path: Path) -
     assert (torch.get_num_threads(), Path.cwd()) == (threads, cwd)
     with (tmp_path / "out" / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    # GaussFT's default combined image score needs the map: no score-only variant
+    # GaussFT's default geometric image score needs the map: no score-only variant
     assert [(row["model"], row["backend"]) for row in rows] == [("backbone", "torch"), ("gaussft", "torch")]
     assert all(float(row["throughput"]) > 0 for row in rows)
     markdown = (tmp_path / "out" / "results.md").read_text()
@@ -89,10 +89,10 @@ def test_exported_score_only_module_matches_eager_pytorch(tmp_path: Path) -> Non
     np.testing.assert_allclose(np.asarray(result["pred_score"]), expected, rtol=1e-4, atol=1e-5)
 
 
-def test_score_only_module_refuses_the_combined_image_score() -> None:
+def test_score_only_module_refuses_the_geometric_image_score() -> None:
     from anomalib_gaussft import GaussFT
 
-    module = GaussFT(backbone="tf_efficientnet_lite0", pretrained=False, image_size=(32, 32), image_score="combined",
+    module = GaussFT(backbone="tf_efficientnet_lite0", pretrained=False, image_size=(32, 32), image_score="geometric",
                      visualizer=False)  # fmt: skip
     with pytest.raises(ValueError, match="image_score='global'"):
         runtimes.score_only_module(module)

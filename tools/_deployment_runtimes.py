@@ -184,7 +184,7 @@ def score_only_module(module: GaussFT) -> nn.Module:
     """GaussFT without the anomaly-map branch: normalised image score and label only.
 
     Raises:
-        ValueError: If the model scores images with ``image_score="combined"``, which needs the map branch.
+        ValueError: If the model scores images with ``image_score="geometric"``, which needs the map branch.
     """
     from torch import nn
 

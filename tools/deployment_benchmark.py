@@ -197,7 +197,7 @@ def _gaussft_candidates(args: argparse.Namespace, root: Path, work_dir: Path) ->
     variants: list[tuple[str, str, Any, Any]] = [
         ("backbone", f"deepest features ({args.backbone})", rt.trunk_module(gaussft), ["features"]),
     ]
-    if gaussft.model.image_score_mode == "global":  # the combined image score needs the anomaly map's branch
+    if gaussft.model.image_score_mode == "global":  # the geometric image score needs the map's branch
         variants.append(("gaussft-score", "score, label", rt.score_only_module(gaussft), ["pred_score", "pred_label"]))
     variants.append(("gaussft", _FULL, gaussft, None))
     candidates, files = [], {}

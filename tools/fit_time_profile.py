@@ -7,8 +7,7 @@
 make it up, by timing the methods that run them (wrapped for the duration of the run, then restored):
 
 * ``fit_training_set``: the no-grad pass that fits every Gaussian (once before fine-tuning, then after every epoch),
-  which contains ``k-means + mixture fit`` (the local mixture) and, for large training sets or DDP only, the
-  ``second pass`` that scores the training images for the combined image score's medians;
+  which contains ``k-means + mixture fit`` (the local mixture);
 * ``training_step``: the forward pass and loss of each fine-tuning batch (the backward pass and the optimiser step
   run in Lightning's loop after it, and fall into ``rest``);
 * ``ForgettingDetection.evaluate``: scoring the held-out normals and their pseudo-anomalies after every epoch;
@@ -97,7 +96,6 @@ def profile_fit(root: Path, category: str, epochs: int, **model_kwargs: Any) -> 
     from anomalib.engine import Engine
     from lightning.pytorch.trainer.states import TrainerFn
 
-    import anomalib_gaussft.model.fitting as fitting
     import anomalib_gaussft.model.lightning_model as lightning_model
     from anomalib_gaussft import GaussFT
     from anomalib_gaussft.forgetting import ForgettingDetection
@@ -116,7 +114,6 @@ def profile_fit(root: Path, category: str, epochs: int, **model_kwargs: Any) -> 
     targets = [
         (lightning_model, "fit_training_set", "fit_training_set"),
         (LocalVectorSample, "fit", "  k-means + mixture fit"),
-        (fitting, "training_score_terms", "  second pass"),
         (lightning_model.GaussFT, "training_step", "training_step"),
         (ForgettingDetection, "evaluate", "ForgettingDetection.evaluate"),
         (lightning_model.GaussFT, "validation_step", "validation_step"),

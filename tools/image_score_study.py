@@ -83,8 +83,7 @@ def extract(root: Path, category: str, model: GaussFTModel, image_size: int) -> 
 
     from anomalib_gaussft import GaussFT
 
-    extractor = model.feature_extractor
-    transform = GaussFT.configure_pre_processor((image_size, image_size), extractor.mean, extractor.std).transform
+    transform = GaussFT.configure_pre_processor((image_size, image_size), model.feature_extractor.backbone).transform
     out: dict = {}
     for split in ("train", "test"):
         samples = MVTecADDataset(root, category, split=split).samples

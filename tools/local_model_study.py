@@ -41,11 +41,28 @@ import torch.nn.functional as F  # noqa: N812
 from anomalib_gaussft.evaluation import rank_auroc
 from anomalib_gaussft.model.anomaly_map import AnomalyMapGenerator, concatenate_local_features
 from anomalib_gaussft.model.gaussian import MultivariateGaussian, StreamingGaussianEstimator, mahalanobis_distance
-from anomalib_gaussft.model.torch_model import SINGLE_GAUSSIAN_SETTINGS, GaussFTModel
+from anomalib_gaussft.model.torch_model import GaussFTModel
 from tools._csv import write_rows
 
-__all__ = ["DEFAULT_CANDIDATES", "Features", "extract", "kmeans", "make_local_model", "run_category", "summarize"]
+__all__ = [
+    "DEFAULT_CANDIDATES",
+    "SINGLE_GAUSSIAN_SETTINGS",
+    "Features",
+    "extract",
+    "kmeans",
+    "make_local_model",
+    "run_category",
+    "summarize",
+]
 
+#: GaussFT as it was when this study ran: the paper's global image score and one Gaussian shared by every position of
+#: the anomaly map, on unaggregated local features.
+SINGLE_GAUSSIAN_SETTINGS = {
+    "image_score": "global",
+    "local_components": 1,
+    "local_aggregation": 1,
+    "local_positional": False,
+}
 LEVELS = {"s8": ("blocks.2", "blocks.4"), "s4": ("blocks.1", "blocks.2", "blocks.4")}
 _DEFAULTS = "shared-s8 mix4-s8 mix8-s8 mix16-s8 mix32-s8 perpos-s8 shared-s4 mix16-s4 shared-s8-agg3 mix16-s8-agg3"
 DEFAULT_CANDIDATES = (*_DEFAULTS.split(), "mix32-s8-agg3")
@@ -73,7 +90,7 @@ def extract(root: Path, category: str, model: GaussFTModel, image_size: int, bat
     from anomalib_gaussft import GaussFT
 
     extractor = model.feature_extractor
-    transform = GaussFT.configure_pre_processor((image_size, image_size), extractor.mean, extractor.std).transform
+    transform = GaussFT.configure_pre_processor((image_size, image_size), extractor.backbone).transform
     local_names = sorted({name for names in LEVELS.values() for name in names})
     out: dict[str, dict] = {}
     for split in ("train", "test"):

@@ -112,9 +112,7 @@ def run_loss_dynamics(
         raise ValueError(msg)
     torch.manual_seed(seed)
     model = GaussFTModel(backbone, layers=layers, pretrained=pretrained)
-    transform = GaussFT.configure_pre_processor(
-        (image_size, image_size), model.feature_extractor.mean, model.feature_extractor.std
-    ).transform  # GaussFT's own pre-processing
+    transform = GaussFT.configure_pre_processor((image_size, image_size), backbone).transform  # GaussFT's own
     train, _ = load_split(root, category, "train", transform)
     test, labels = load_split(root, category, "test", transform)
     loss_fn = MahalanobisLoss()

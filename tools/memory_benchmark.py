@@ -112,8 +112,7 @@ def measure_fit_memory(
 
     Returns:
         ``n_images``, ``n_samples`` (images the Gaussians were fitted on),
-        ``passes`` (passes over the images: two with the combined image score when the local sample
-        was thinned, else one), ``rss_before_mib``, ``peak_rss_mib``,
+        ``passes`` (passes over the images: one), ``rss_before_mib``, ``peak_rss_mib``,
         ``peak_increase_mib`` (peak during the fit minus the RSS before it), ``peak_since_reset`` (``False`` where
         the peak counter could not be reset: the peak is then the process's lifetime peak),
         ``estimator_state_mib`` (float64 moment accumulators and the local sample, at most ``max_local_vectors``),

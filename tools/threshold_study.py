@@ -38,6 +38,7 @@ import torch
 from anomalib_gaussft.benchmark.runner import score_collector
 from anomalib_gaussft.data import DEFAULT_CATEGORIES
 from anomalib_gaussft.evaluation import rank_auroc
+from anomalib_gaussft.model import GaussFTPostProcessor
 
 __all__ = ["MODEL_KWARGS", "ThresholdRun", "main", "run_one", "summarize"]
 
@@ -97,7 +98,7 @@ def run_one(
     model = GaussFT(
         **(MODEL_KWARGS if model_kwargs is None else model_kwargs),
         fine_tune=fine_tune,
-        target_fpr=target_fpr,
+        post_processor=GaussFTPostProcessor(target_fpr=target_fpr),
         visualizer=False,
     )
     collector = score_collector()  # the raw scores and maps of Engine.test, before post-processing

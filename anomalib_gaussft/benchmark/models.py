@@ -123,10 +123,7 @@ def build_model(name: str, backbone: str, image_size: int | tuple[int, int], pre
             backbone=backbone, image_size=size, pretrained=pretrained, fallback_backbone=None,
             fine_tune=name == "GaussFT", **common,
         )  # fmt: skip
-    import timm
-
-    config = timm.create_model(backbone, pretrained=False).pretrained_cfg
-    common["pre_processor"] = GaussFT.configure_pre_processor(size, config["mean"], config["std"])
+    common["pre_processor"] = GaussFT.configure_pre_processor(size, backbone)
     settings = baseline_settings(backbone)
     if name == "Padim":
         return Padim(backbone=backbone, pre_trained=pretrained, **settings["Padim"], **common)

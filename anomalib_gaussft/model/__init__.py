@@ -1,12 +1,12 @@
 # Copyright (C) 2026 anomalib-gaussft developers
 # SPDX-License-Identifier: Apache-2.0
 
-"""GaussFT, the paper and nothing else: Gaussians, the Mahalanobis loss, features, scores, maps, the Lightning module.
+"""GaussFT: the Lightning module, its torch model and its post-processor.
 
-Data flows one way: images -> :class:`FeatureExtractor` -> pooled and local features -> :class:`MultivariateGaussian`
-per level and a :class:`LocalGaussianMixture` over local vectors -> image scores and anomaly maps
-(:class:`GaussFTModel`) -> anomalib's post-processing (:class:`GaussFT`).
-``README.md`` beside this file has the diagram, a map of the modules, usage and measured results.
+Data flows one way: images -> feature extractor -> pooled and local features -> one Gaussian per pooled level and a
+mixture of Gaussians over local vectors -> image scores and anomaly maps (:class:`GaussFTModel`) -> anomalib's
+post-processing (:class:`GaussFTPostProcessor`), all driven by the Lightning module :class:`GaussFT`.
+``README.md`` beside this file has the diagram, a map of the modules, usage and the results at the defaults.
 
 Example:
     >>> from anomalib_gaussft.model import GaussFT
@@ -14,22 +14,8 @@ Example:
     ['act1', 'layer1', 'layer2', 'layer3', 'layer4']
 """
 
-from anomalib_gaussft.model.anomaly_map import AnomalyMapGenerator
-from anomalib_gaussft.model.feature_extractor import FeatureExtractor
-from anomalib_gaussft.model.gaussian import MultivariateGaussian, StreamingGaussianEstimator
 from anomalib_gaussft.model.lightning_model import GaussFT
-from anomalib_gaussft.model.local_mixture import LocalGaussianMixture
-from anomalib_gaussft.model.loss import MahalanobisLoss
-from anomalib_gaussft.model.torch_model import GaussFTModel, GaussianEstimators
+from anomalib_gaussft.model.post_processing import GaussFTPostProcessor
+from anomalib_gaussft.model.torch_model import GaussFTModel
 
-__all__ = [
-    "AnomalyMapGenerator",
-    "FeatureExtractor",
-    "GaussFT",
-    "GaussFTModel",
-    "GaussianEstimators",
-    "LocalGaussianMixture",
-    "MahalanobisLoss",
-    "MultivariateGaussian",
-    "StreamingGaussianEstimator",
-]
+__all__ = ["GaussFT", "GaussFTModel", "GaussFTPostProcessor"]

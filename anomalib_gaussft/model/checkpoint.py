@@ -5,9 +5,9 @@
 
 :class:`CheckpointMixin` goes before ``AnomalibModule`` in :class:`~anomalib_gaussft.model.GaussFT`'s bases. Saving
 rewrites the hyperparameters so that loading needs no pretrained weights and no network (the fine-tuned backbone is
-in the state dict) and keeps ``fine_tuning_steps`` (where a resumed warm-up continues); loading refuses another
-model's checkpoint, or one with other levels or shapes, with a message that names the file
-(:func:`~anomalib_gaussft.model.checks.check_checkpoint`).
+in the state dict), keeps ``fine_tuning_steps`` (where a resumed warm-up continues) and stamps the checkpoint format;
+loading refuses another model's checkpoint, one saved before anomalib-gaussft 0.2.0, or one with other levels or
+shapes, with a message that names the file (:func:`~anomalib_gaussft.model.checks.check_checkpoint`).
 
 Example:
     >>> from anomalib_gaussft import GaussFT
@@ -25,7 +25,7 @@ from typing import Any
 
 from anomalib.utils.serialization import anomalib_safe_globals
 
-from anomalib_gaussft.model.checks import check_checkpoint, read_checkpoint
+from anomalib_gaussft.model.checks import CHECKPOINT_FORMAT, check_checkpoint, read_checkpoint
 
 __all__ = ["CheckpointMixin"]
 
@@ -41,12 +41,11 @@ class CheckpointMixin:
         """
         super().on_save_checkpoint(checkpoint)
         hyper_parameters = checkpoint.setdefault("hyper_parameters", {})
-        hyper_parameters.update(
-            {"backbone": self.backbone, "pretrained": False, "weights_path": None, "image_size": list(self.image_size)}
-        )
+        hyper_parameters.update({"backbone": self.backbone, "pretrained": False, "image_size": list(self.image_size)})
         if not isinstance(hyper_parameters.get("forgetting_detection", True), bool):
             hyper_parameters["forgetting_detection"] = True
         checkpoint["gaussft_fine_tuning_steps"] = self.fine_tuning_steps  # where a resumed warm-up continues
+        checkpoint["gaussft_checkpoint_format"] = CHECKPOINT_FORMAT
         # A copy that load_from_checkpoint's overrides do not touch, for the message of a mismatch.
         checkpoint["gaussft_levels"] = {
             "backbone": self.backbone,
@@ -67,19 +66,16 @@ class CheckpointMixin:
 
         A local file is first read by :func:`~anomalib_gaussft.model.checks.read_checkpoint` (only its structure:
         the tensors are memory-mapped and read once, by Lightning), so that a missing or unreadable file, or another
-        model's checkpoint, is refused with a message naming the file before its hyperparameters build a model. A
-        checkpoint saved before ``local_positional`` existed is built without per-position Gaussians, so it scores
-        as it did.
+        model's checkpoint or one saved before anomalib-gaussft 0.2.0, is refused with a message naming the file
+        before its hyperparameters build a model.
 
         Raises:
             FileNotFoundError: If a local ``checkpoint_path`` does not exist.
-            ValueError: If the file is unreadable or not a GaussFT checkpoint.
+            ValueError: If the file is unreadable, not a GaussFT checkpoint, or saved before anomalib-gaussft 0.2.0.
         """
         with anomalib_safe_globals(extra=cls.checkpoint_safe_globals()):
             checkpoint = read_checkpoint(checkpoint_path, weights_only=kwargs.get("weights_only", True))
         if checkpoint is not None:  # None: a URL or stream, read by Lightning alone (on_load_checkpoint checks it)
             check_checkpoint(checkpoint, f"Checkpoint {checkpoint_path}")
-            if "local_positional" not in checkpoint.get("hyper_parameters", {}):  # saved before the setting existed
-                kwargs.setdefault("local_positional", False)
         del checkpoint
         return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)

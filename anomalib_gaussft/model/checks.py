@@ -12,8 +12,8 @@ with messages that name no file. :class:`~anomalib_gaussft.model.GaussFT` calls 
   whose tensors do not fit the model, before anything is built from it.
 
 Example:
-    >>> gaussft = {"state_dict": {"model.local_mixture.mean": torch.zeros(3)}}
-    >>> check_checkpoint(gaussft, "Checkpoint gaussft.ckpt")  # it holds GaussFT's Gaussians: no error
+    >>> gaussft = {"state_dict": {"model.local_mixture.mean": torch.zeros(3)}, "gaussft_checkpoint_format": 2}
+    >>> check_checkpoint(gaussft, "Checkpoint gaussft.ckpt")  # GaussFT's Gaussians, in this format: no error
     >>> patchcore = {"state_dict": {"model.memory_bank": torch.zeros(3)}}
     >>> check_checkpoint(patchcore, "Checkpoint patchcore.ckpt")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
@@ -34,7 +34,18 @@ from PIL import Image
 if TYPE_CHECKING:
     from anomalib_gaussft.model.lightning_model import GaussFT
 
-__all__ = ["check_checkpoint", "check_training_images", "image_file_problems", "image_paths", "read_checkpoint"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "check_checkpoint",
+    "check_training_images",
+    "image_file_problems",
+    "image_paths",
+    "read_checkpoint",
+]
+
+#: The layout of GaussFT's checkpoints, saved as ``checkpoint["gaussft_checkpoint_format"]``. Format 2 came with
+#: anomalib-gaussft 0.2.0 (an image score that fitted scales, and its buffers, removed); older checkpoints are refused.
+CHECKPOINT_FORMAT = 2
 
 
 def image_paths(dataloader: Any) -> list[str]:
@@ -154,13 +165,15 @@ def check_checkpoint(checkpoint: Any, source: str, model: GaussFT | None = None)
         model: The model it is about to be loaded into; ``None`` checks only that it is a GaussFT checkpoint.
 
     Raises:
-        ValueError: If the checkpoint holds no GaussFT Gaussians, or tensors whose shapes differ from ``model``'s.
+        ValueError: If the checkpoint holds no GaussFT Gaussians, was saved before anomalib-gaussft 0.2.0, or holds
+            tensors whose shapes differ from ``model``'s.
 
     Example:
         >>> from anomalib_gaussft.model import GaussFT
         >>> small = GaussFT(backbone="resnet18", pretrained=False, image_size=(32, 32), layers=["layer1"])
         >>> other = GaussFT(backbone="resnet18", pretrained=False, image_size=(32, 32), layers=["layer2"])
-        >>> check_checkpoint({"state_dict": small.state_dict()}, "The checkpoint", model=other)  # doctest: +ELLIPSIS
+        >>> saved = {"state_dict": small.state_dict(), "gaussft_checkpoint_format": CHECKPOINT_FORMAT}
+        >>> check_checkpoint(saved, "The checkpoint", model=other)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
             ...
         ValueError: The checkpoint does not fit this GaussFT model (2 tensors differ in shape, e.g. ...
@@ -173,15 +186,17 @@ def check_checkpoint(checkpoint: Any, source: str, model: GaussFT | None = None)
             f"holds {keys}, .... Load it with the model class that saved it."
         )
         raise ValueError(msg)
-    if model is None:
-        return
-    if model.model.positional_gaussians is not None and "model.positional_gaussians.means" not in state:
+    saved_format = checkpoint.get("gaussft_checkpoint_format", 1)
+    if saved_format != CHECKPOINT_FORMAT:
+        made_by = "before anomalib-gaussft 0.2.0" if saved_format < CHECKPOINT_FORMAT else "by a newer anomalib-gaussft"
         msg = (
-            f"{source} was saved without per-position Gaussians (before `local_positional` existed, or with it "
-            "off); this model has them. Build the model with `local_positional=False` (`--model.local_positional "
-            "false`), or use `GaussFT.load_from_checkpoint`, which takes the checkpoint's settings."
+            f"{source} was saved {made_by} (checkpoint format {saved_format}; this version reads format "
+            f"{CHECKPOINT_FORMAT}). Retrain the model with this version (`anomalib train --model GaussFT ...`), or "
+            "load it with the version that saved it."
         )
         raise ValueError(msg)
+    if model is None:
+        return
     expected = model.state_dict()
     mismatched = [
         f"{key}: {tuple(value.shape)} in the checkpoint, {tuple(expected[key].shape)} here"

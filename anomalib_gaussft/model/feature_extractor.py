@@ -26,6 +26,7 @@ from __future__ import annotations
 import difflib
 import logging
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import timm
 import torch
@@ -35,13 +36,39 @@ from anomalib_gaussft.weights import load_pretrained_weights
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FeatureExtractor", "available_levels", "backbone_levels"]
+__all__ = ["FeatureExtractor", "PretrainedConfig", "available_levels", "backbone_levels", "pretrained_config"]
 
 _EFFICIENTNET_PARTS = ("conv_stem", "bn1", "blocks", "conv_head", "bn2")
 
 
 def _is_efficientnet_like(model: nn.Module) -> bool:
     return all(hasattr(model, part) for part in _EFFICIENTNET_PARTS) and isinstance(model.blocks, nn.Sequential)
+
+
+class PretrainedConfig(NamedTuple):
+    """What a backbone was pretrained with: input ``(height, width)`` and per-channel normalisation."""
+
+    input_size: tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+def pretrained_config(backbone: str) -> PretrainedConfig:
+    """The input size and normalisation of ``backbone``'s pretrained weights (timm's pretrained config).
+
+    Unknown names get ImageNet's statistics at 224 px.
+
+    Example:
+        >>> pretrained_config("tf_efficientnet_lite0")
+        PretrainedConfig(input_size=(224, 224), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+        >>> pretrained_config("tf_efficientnet_b4.aa_in1k").input_size
+        (380, 380)
+    """
+    config = timm.models.get_pretrained_cfg(backbone)
+    if config is None:
+        return PretrainedConfig((224, 224), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    height, width = config.input_size[-2:]
+    return PretrainedConfig((int(height), int(width)), tuple(config.mean), tuple(config.std))
 
 
 def _create_timm_model(backbone: str) -> nn.Module:
@@ -126,11 +153,7 @@ class FeatureExtractor(nn.Module):
         if pretrained or weights_path:
             self.weights_source = load_pretrained_weights(model, backbone, weights_path)
             logger.info("Loaded %s weights from %s.", backbone, self.weights_source)
-        config = getattr(model, "pretrained_cfg", {}) or {}
-        self.mean: tuple[float, ...] = tuple(config.get("mean", (0.485, 0.456, 0.406)))
-        self.std: tuple[float, ...] = tuple(config.get("std", (0.229, 0.224, 0.225)))
-        height, width = tuple(config.get("input_size", (3, 224, 224)))[-2:]
-        self.input_size: tuple[int, int] = (int(height), int(width))
+        self.input_size, self.mean, self.std = pretrained_config(backbone)
 
         levels = available_levels(model)
         requested = list(levels if layers is None else layers)

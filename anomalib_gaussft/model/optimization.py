@@ -4,7 +4,7 @@
 """How GaussFT fine-tunes: Adam over the backbone, a linear warm-up, scoring-only steps and a default epoch bound.
 
 :class:`FineTuningMixin` goes before ``AnomalibModule`` in :class:`~anomalib_gaussft.model.GaussFT`'s bases. It
-reads the module's ``fine_tune``, ``lr``, ``weight_decay``, ``warmup_steps``, ``pretrained_epoch`` and ``model`` and
+reads the module's ``fine_tune``, ``lr``, ``warmup_steps``, ``pretrained_epoch`` and ``model`` and
 keeps one piece of state, ``fine_tuning_steps`` (the optimiser steps that updated the weights; GaussFT saves it in
 checkpoints so that a resumed warm-up continues where it stopped).
 
@@ -22,11 +22,15 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_MAX_EPOCHS", "FineTuningMixin", "warmup_factor"]
+__all__ = ["DEFAULT_MAX_EPOCHS", "WARMUP_STEPS", "FineTuningMixin", "warmup_factor"]
 
 #: Epochs of a fine-tuning fit whose trainer was given no limit: the pretrained epoch and up to seven fine-tuning epochs
 #: (forgetting detection usually stops earlier). ``--trainer.max_epochs`` / ``Engine(max_epochs=...)`` set another.
 DEFAULT_MAX_EPOCHS = 8
+#: Fine-tuning steps over which the learning rate rises linearly to ``lr``. Adam's first steps move every parameter by
+#: about ``lr`` whatever its gradient, which raised the loss of the next batch 4-7x at lr 1e-4; 12 steps keep it within
+#: 1.1x (``docs/method.md``, "How the loss behaves").
+WARMUP_STEPS = 12
 #: What Lightning sets ``max_epochs`` to when neither it nor ``max_steps`` is given: read as "no limit given".
 _LIGHTNING_DEFAULT_MAX_EPOCHS = 1000
 
@@ -61,7 +65,7 @@ class FineTuningMixin:
         """Adam over the backbone's parameters (``None`` for fixed features)."""
         if not self.fine_tune:
             return None
-        return torch.optim.Adam(self.model.feature_extractor.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        return torch.optim.Adam(self.model.feature_extractor.parameters(), lr=self.lr)
 
     def _zero_loss(self) -> torch.Tensor:
         """Zero, with a (zero) gradient for every trainable parameter, as DDP's gradient reduction requires."""

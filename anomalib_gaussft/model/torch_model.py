@@ -13,17 +13,16 @@ Data flows one way:
    (:class:`~anomalib_gaussft.model.local_mixture.LocalGaussianMixture`) gives the distance to the nearest component at
    every position; upsampled and smoothed into the anomaly map. One Gaussian per position
    (:class:`~anomalib_gaussft.model.positional_gaussians.PositionalGaussians`) gives the distance to that position's
-   normal appearance; the smaller of the two distances makes the map the image score reads (:meth:`score_map`).
+   normal appearance. The per-position Gaussians feed the image score only: its score map (:meth:`score_map`) takes
+   the smaller of the two distances at each position; the anomaly map is the mixture's alone.
 4. Image score (``image_score="geometric"``, the default): the geometric mean of the global score and the mean of the
-   score map's top 2 %; ``"global"`` is the paper's global score alone; ``"combined"`` (the default before
-   2026-11-29, kept so that its checkpoints score as they did) the sum of the global score and the map's top-1 % mean,
-   each divided by its median over the training images.
+   score map's top 2 %; ``"global"`` is the paper's global score alone (no per-position Gaussians are fitted then).
 
 In training mode ``forward`` returns the pooled features (the loss needs them, with gradients); in eval mode it
 returns an :class:`~anomalib.data.InferenceBatch` with ``pred_score`` and ``anomaly_map``. The Gaussians are fitted
 by the Lightning module through :meth:`GaussFTModel.new_estimators` (a :class:`GaussianEstimators`: one estimator
 per global level and a sample of local vectors for the mixture), :meth:`GaussFTModel.accumulate` and
-:meth:`GaussFTModel.load_fits`; the combined image score's medians by :meth:`GaussFTModel.load_score_scales`.
+:meth:`GaussFTModel.load_fits`.
 
 Example:
     >>> import torch
@@ -57,26 +56,11 @@ from anomalib_gaussft.model.local_mixture import LocalGaussianMixture, LocalVect
 from anomalib_gaussft.model.positional_gaussians import PositionalGaussianEstimator, PositionalGaussians
 from anomalib_gaussft.weights import PretrainedWeightsNotFoundError
 
-__all__ = [
-    "IMAGE_SCORES",
-    "SINGLE_GAUSSIAN_SETTINGS",
-    "TOP_FRACTIONS",
-    "GaussFTModel",
-    "GaussianEstimators",
-    "default_map_layers",
-]
+__all__ = ["IMAGE_SCORES", "TOP_FRACTION", "GaussFTModel", "GaussianEstimators", "default_map_layers"]
 
-IMAGE_SCORES = ("geometric", "combined", "global")
-#: GaussFT without the local mixture: the paper's global image score and one Gaussian shared by every position of
-#: the anomaly map, on unaggregated local features (the model before ``docs/local_model_study.md``).
-SINGLE_GAUSSIAN_SETTINGS = {
-    "image_score": "global",
-    "local_components": 1,
-    "local_aggregation": 1,
-    "local_positional": False,
-}
-#: The fraction of the anomaly map's pixels whose mean is the local term of each image score that has one.
-TOP_FRACTIONS = {"geometric": 0.02, "combined": 0.01}
+IMAGE_SCORES = ("geometric", "global")
+#: The fraction of the score map's pixels whose mean is the local term of the geometric image score.
+TOP_FRACTION = 0.02
 
 logger = logging.getLogger(__name__)
 
@@ -104,21 +88,20 @@ class GaussFTModel(nn.Module):
         weights_path: Local weights file for the backbone.
         freeze_batchnorm: Keep BatchNorm layers in eval mode (running statistics fixed) while training. Batches of
             normal images only would otherwise shift the statistics the pretrained features depend on.
-        image_score: ``"geometric"``: the geometric mean of the global score and the mean of the anomaly map's top 2 %
-            (:data:`TOP_FRACTIONS`), pooled evidence and local evidence for small defects, each counted by its
+        image_score: ``"geometric"``: the geometric mean of the global score and the mean of the score map's top 2 %
+            (:data:`TOP_FRACTION`), pooled evidence and local evidence for small defects, each counted by its
             ratio to its typical normal value (``docs/method.md``, "Image score"). ``"global"``: the sum of the
-            per-level Mahalanobis distances of the pooled features alone (the paper). ``"combined"``: the global
-            score divided by its median over the training images plus the mean of the map's top 1 % divided by its
-            median (the default before 2026-11-29; its medians cost a scoring pass over the training images).
+            per-level Mahalanobis distances of the pooled features alone (the paper).
         sigma: Standard deviation of the anomaly map's Gaussian smoothing, in input pixels.
         local_components: Number of Gaussians of the anomaly map's mixture (k-means clusters of the training's local
             vectors); ``1``: one Gaussian shared by every position.
         local_aggregation: Average the local feature vectors over ``local_aggregation x local_aggregation``
             neighbourhoods before the mixture sees them (``1``: none).
         local_positional: Also fit one Gaussian per position of the local feature map (PaDiM-style,
-            :class:`PositionalGaussians`); the image score's local term then reads the smaller of the mixture's and
-            the position's distance (:meth:`score_map`), the anomaly map stays the mixture's (``docs/method.md``,
-            "Image score"). Costs ``h w (p + p^2)`` floats: 73 MB at 224 px.
+            :class:`PositionalGaussians`) for the geometric image score: its score map reads the smaller of the
+            mixture's and the position's distance (:meth:`score_map`); the anomaly map stays the mixture's
+            (``docs/method.md``, "Image score"). Costs ``h w (p + p^2)`` floats: 73 MB at 224 px. Not fitted for
+            ``image_score="global"``, which never reads them.
         max_local_vectors: Most local training vectors the mixture is fitted on (a uniform sample beyond that).
     """
 
@@ -165,13 +148,9 @@ class GaussFTModel(nn.Module):
         )
         self.gaussians = nn.ModuleList(MultivariateGaussian(channels[name]) for name in self.layers)
         self.local_mixture = LocalGaussianMixture(sum(channels[name] for name in self.map_layers), local_components)
-        self.positional_gaussians = PositionalGaussians(self.local_mixture.dim) if local_positional else None
+        positional = local_positional and image_score != "global"
+        self.positional_gaussians = PositionalGaussians(self.local_mixture.dim) if positional else None
         self.anomaly_map_generator = AnomalyMapGenerator(sigma=sigma)
-        # Medians of the global score and of the map's top-1 % mean over the training images ("combined" score).
-        self.register_buffer("score_scales", torch.ones(2))
-        self.register_buffer("score_scales_fitted", torch.zeros((), dtype=torch.bool))
-        self.score_scales: torch.Tensor
-        self.score_scales_fitted: torch.Tensor
 
     @classmethod
     def with_fallback(cls, backbone: str, fallback_backbone: str | None, **kwargs: Any) -> GaussFTModel:
@@ -205,11 +184,10 @@ class GaussFTModel(nn.Module):
 
     @property
     def is_fitted(self) -> bool:
-        """Whether every Gaussian (and, for the combined score, its scales) has been fitted or loaded."""
-        scales = self.image_score_mode != "combined" or bool(self.score_scales_fitted)
+        """Whether every Gaussian has been fitted or loaded."""
         positional = self.positional_gaussians is None or bool(self.positional_gaussians.fitted)
         local = bool(self.local_mixture.fitted) and positional
-        return scales and local and all(bool(g.fitted) for g in self.gaussians)
+        return local and all(bool(g.fitted) for g in self.gaussians)
 
     def train(self, mode: bool = True) -> GaussFTModel:
         """Set training mode; with ``freeze_batchnorm`` the BatchNorm layers stay in eval mode."""
@@ -244,7 +222,7 @@ class GaussFTModel(nn.Module):
         mixture = self.local_mixture.distance_map(local)
         anomaly_map = self.anomaly_map_generator(mixture, size)
         score_map = None
-        if self.image_score_mode != "global":
+        if self.image_score_mode == "geometric":
             score_map = anomaly_map if self.positional_gaussians is None else self.score_map(local, size, mixture)
         return InferenceBatch(pred_score=self.image_score(pooled, score_map), anomaly_map=anomaly_map)
 
@@ -282,23 +260,13 @@ class GaussFTModel(nn.Module):
         """The paper's image score ``(N,)``: the sum of the per-level Mahalanobis distances of the pooled features."""
         return self.level_distances(pooled).sum(dim=1)
 
-    def score_terms(self, pooled: Sequence[torch.Tensor], anomaly_map: torch.Tensor) -> torch.Tensor:
-        """The two terms of the ``"geometric"`` or ``"combined"`` image score, unscaled, shape ``(N, 2)``.
-
-        Column 0: :meth:`global_score`; column 1: the mean of the top :data:`TOP_FRACTIONS` of pixels of
-        ``anomaly_map``, the map of :meth:`score_map`.
-        """
-        local = top_fraction_mean(anomaly_map, TOP_FRACTIONS.get(self.image_score_mode, TOP_FRACTIONS["geometric"]))
-        return torch.stack([self.global_score(pooled), local], dim=1)
-
     def image_score(self, pooled: Sequence[torch.Tensor], anomaly_map: torch.Tensor | None = None) -> torch.Tensor:
         """Image score ``(N,)`` from the pooled features (and, but for ``"global"``, the anomaly map).
 
         Args:
             pooled: Pooled features per global level, as returned by :meth:`embed`.
             anomaly_map: The map the score reads, ``(N, 1, H, W)`` (:meth:`score_map`: the anomaly map, or with
-                per-position Gaussians the smaller of the two distances); needed by ``"geometric"`` and
-                ``"combined"``.
+                per-position Gaussians the smaller of the two distances); needed by ``"geometric"``.
 
         Returns:
             The raw (unnormalised) image scores.
@@ -314,29 +282,8 @@ class GaussFTModel(nn.Module):
         if anomaly_map is None:
             msg = f"image_score={self.image_score_mode!r} needs the anomaly map (`anomaly_map`)."
             raise ValueError(msg)
-        terms = self.score_terms(pooled, anomaly_map)
-        if self.image_score_mode == "geometric":
-            return terms.clamp_min(0).prod(dim=1).sqrt()
-        return (terms / self.score_scales).sum(dim=1)
-
-    def load_score_scales(self, terms: torch.Tensor) -> None:
-        """Set the combined score's scales to the medians of :meth:`score_terms` over normal training images.
-
-        Args:
-            terms: ``(n_images, 2)`` score terms; NaN rows are ignored.
-
-        Example:
-            >>> model = GaussFTModel("resnet18", layers=["layer1"], map_layers=["layer1"], pretrained=False)
-            >>> model.load_score_scales(torch.tensor([[1.0, 10.0], [3.0, 30.0], [2.0, 20.0]]))
-            >>> model.score_scales.tolist()
-            [2.0, 20.0]
-        """
-        medians = terms.nanmedian(dim=0).values
-        if not torch.isfinite(medians).all():
-            msg = "No training image scores to set the combined image score's scales from."
-            raise ValueError(msg)
-        self.score_scales.copy_(medians.clamp_min(torch.finfo(torch.float32).tiny))
-        self.score_scales_fitted.fill_(True)
+        local = top_fraction_mean(anomaly_map, TOP_FRACTION)
+        return (self.global_score(pooled).clamp_min(0) * local.clamp_min(0)).sqrt()
 
     def new_estimators(self, device: torch.device | str) -> GaussianEstimators:
         """Empty estimators for every Gaussian: one per global level (``layers`` order) and the local one.
@@ -365,7 +312,7 @@ class GaussFTModel(nn.Module):
         return pooled, local
 
     def load_fits(self, estimators: GaussianEstimators) -> None:
-        """Fit every estimator and store the Gaussians in the buffers (the combined score's scales come separately).
+        """Fit every estimator and store the Gaussians in the buffers.
 
         Example:
             >>> model = GaussFTModel("resnet18", layers=["layer1"], map_layers=["layer1"], pretrained=False).eval()
