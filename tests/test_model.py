@@ -4,6 +4,7 @@
 """GaussFT's torch model, loss and Lightning module: gradients, BatchNorm, scores, training, checkpoints, export."""
 
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -417,3 +418,20 @@ def test_a_non_square_input_size_fits_scores_and_maps_at_that_size(tiny_model_kw
     assert output.anomaly_map.shape == (2, 1, 32, 80)
     assert torch.isfinite(output.pred_score).all()
     assert build_model("GaussFT-fixed", "tf_efficientnet_lite0", (32, 80), pretrained=False).image_size == (32, 80)
+
+
+def test_the_surface_is_lean_and_the_configs_use_only_its_arguments() -> None:
+    """At most 16 constructor arguments; every shipped config names only those; the model package exports three."""
+    import inspect
+
+    import yaml
+
+    import anomalib_gaussft.model as model_package
+
+    parameters = inspect.signature(GaussFT).parameters
+    assert len(parameters) <= 16, list(parameters)
+    root = Path(__file__).resolve().parents[1]
+    for config in sorted((root / "configs").glob("gaussft*.yaml")):
+        init_args = yaml.safe_load(config.read_text())["model"]["init_args"]
+        assert set(init_args) <= set(parameters), f"{config.name}: {sorted(set(init_args) - set(parameters))}"
+    assert model_package.__all__ == ["GaussFT", "GaussFTModel", "GaussFTPostProcessor"]
