@@ -130,7 +130,7 @@ def test_anomalib_train_with_yaml_config_reports_metrics_and_loss(demo_root: Pat
     losses = [float(row["train_loss"]) for row in rows if row["train_loss"]]
     # Epoch 0 scores the pretrained network (no optimiser step); epochs 1-3 fine-tune. Without the learning-rate
     # warm-up Adam's first steps raised the first fine-tuning epoch's loss to 2.7x the pretrained one here (11.7 ->
-    # 32.1); with it the loss starts where the pretrained network left it (docs/method.md, "How the loss behaves").
+    # 32.1); with it the loss starts where the pretrained network left it (docs/studies/loss_and_fit_time.md).
     assert len(losses) == 4
     assert all(0 < loss < float("inf") for loss in losses), losses
     assert losses[1] < 1.5 * losses[0], f"the first fine-tuning epoch's loss jumped: {losses}"

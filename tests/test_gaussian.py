@@ -130,7 +130,7 @@ def test_refitted_distances_ignore_scale_rotation_and_shift_of_the_features() ->
 
     Ledoit-Wolf shrinks towards a multiple of the identity, so re-fitting on ``a Q x + b`` (``Q`` orthogonal) gives
     the same distances as on ``x``, also with fewer samples than dimensions. Fine-tuning lowers the epoch-start loss
-    only by changing the shape of the normal class's features (docs/method.md, "How the loss behaves").
+    only by changing the shape of the normal class's features (docs/studies/loss_and_fit_time.md).
     """
     generator = torch.Generator().manual_seed(0)
     samples = torch.randn(30, 40, generator=generator, dtype=torch.float64) * torch.linspace(0.1, 3, 40)

@@ -1,7 +1,7 @@
 # Copyright (C) 2026 anomalib-gaussft developers
 # SPDX-License-Identifier: Apache-2.0
 
-"""The loss-dynamics script (docs/method.md, "How the loss behaves") on the tiny demo data."""
+"""The loss-dynamics script (docs/studies/loss_and_fit_time.md) on the tiny demo data."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 # Copyright (C) 2026 anomalib-gaussft developers
 # SPDX-License-Identifier: Apache-2.0
 
-"""The fine-tuning recipe study (docs/recipe_study.md) on tiny data: random-weight Lite0, 64 px, 2 epochs."""
+"""The fine-tuning recipe study (docs/studies/recipes.md) on tiny data: random-weight Lite0, 64 px, 2 epochs."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ make it up, by timing the methods that run them (wrapped for the duration of the
 * ``validation_step``: anomalib's validation (thresholds and normalisation).
 
 The data split is the benchmark's (``val_split_mode="synthetic"``, 20 %), the model GaussFT at its defaults.
-``docs/method.md`` ("Where the fit time goes") shows the numbers.
+``docs/studies/loss_and_fit_time.md`` shows the numbers.
 
 Example:
     .. code-block:: bash

@@ -13,7 +13,7 @@ fixed within it, BatchNorm statistics frozen). Per epoch it prints:
 * ``refit``: the same after re-fitting the Gaussian on the new features (the next epoch's starting point);
 * ``image_AUROC``: the test image AUROC with the re-fitted Gaussians (score = sum of per-level distances).
 
-Epoch 0 is the pretrained network (no step). ``docs/method.md`` ("How the loss behaves") shows and explains the
+Epoch 0 is the pretrained network (no step). ``docs/studies/loss_and_fit_time.md`` shows and explains the
 numbers.
 
 Example:

@@ -16,7 +16,7 @@ order), fine-tunes on the rest and records per epoch (epoch 0 = the pretrained n
 * the training loss, and in epoch 1 the loss of the first two batches (the second after one optimiser step).
 
 Images are resized once per category and cached as uint8 tensors under ``--cache``; the test set is scored every
-``--test-every`` epochs (and at the chosen epoch). ``docs/recipe_study.md`` has the commands and the results.
+``--test-every`` epochs (and at the chosen epoch). ``docs/studies/recipes.md`` has the commands and the results.
 
 Example:
     .. code-block:: bash

@@ -124,7 +124,7 @@ class FeatureExtractor(nn.Module):
         weights_path: Local weights file to load instead of the bundled or cached weights.
         channels_last: Keep the weights and run the images in the channels-last memory format, which oneDNN's
             CPU convolutions (and cuDNN's) run faster: about 1.5x for EfficientNet-Lite0's forward and backward
-            passes on one CPU core (``docs/method.md``, "Where the fit time goes"). The outputs are the same up to
+            passes on one CPU core (``docs/studies/loss_and_fit_time.md``). The outputs are the same up to
             float rounding; exports are unaffected.
 
     Attributes:

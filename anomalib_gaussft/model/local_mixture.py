@@ -6,7 +6,7 @@
 Normal local appearance is multi-modal (background and object, the parts of an object, the grains of a texture); one
 Gaussian shared by every position has to cover all modes and becomes wide everywhere. GaussFT clusters the local
 feature vectors of the training images with k-means and fits one Ledoit-Wolf Gaussian per cluster; a position's
-anomaly score is its Mahalanobis distance to the *nearest* component (``docs/local_model_study.md``: pixel AUROC
+anomaly score is its Mahalanobis distance to the *nearest* component (``docs/studies/local_model.md``: pixel AUROC
 0.912 with one shared Gaussian, 0.969 with 16 components on 3 x 3-averaged features, six demo categories; the
 mixture's likelihood scored lower than the minimum distance).
 

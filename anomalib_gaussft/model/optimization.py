@@ -29,7 +29,7 @@ __all__ = ["DEFAULT_MAX_EPOCHS", "WARMUP_STEPS", "FineTuningMixin", "warmup_fact
 DEFAULT_MAX_EPOCHS = 8
 #: Fine-tuning steps over which the learning rate rises linearly to ``lr``. Adam's first steps move every parameter by
 #: about ``lr`` whatever its gradient, which raised the loss of the next batch 4-7x at lr 1e-4; 12 steps keep it within
-#: 1.1x (``docs/method.md``, "How the loss behaves").
+#: 1.1x (``docs/studies/loss_and_fit_time.md``).
 WARMUP_STEPS = 12
 #: What Lightning sets ``max_epochs`` to when neither it nor ``max_steps`` is given: read as "no limit given".
 _LIGHTNING_DEFAULT_MAX_EPOCHS = 1000

@@ -6,9 +6,9 @@
 The anomaly map's mixture (:mod:`~anomalib_gaussft.model.local_mixture`) asks whether a local feature vector looks
 like *some* normal local appearance anywhere in the image. Where images are aligned (objects, textures photographed
 the same way), the normal appearance at a position is narrower than that: :class:`PositionalGaussians` holds one
-Ledoit-Wolf Gaussian per position, fitted on the training images' vectors at that position, and GaussFT's map takes
-the smaller of the two distances (``docs/method.md``, "Anomaly maps"): a position is normal when either model
-explains it.
+Ledoit-Wolf Gaussian per position, fitted on the training images' vectors at that position. The per-position Gaussians
+feed the image score only: its score map takes, at each position, the smaller of the two distances (a position is
+normal when either model explains it); the anomaly map is the mixture's alone (``docs/method.md``, "Image score").
 
 * :class:`PositionalGaussianEstimator` accumulates the moments of every position in one batched
   :class:`~anomalib_gaussft.model.gaussian.StreamingGaussianEstimator` (one Gaussian per position): one batched
