@@ -108,7 +108,7 @@ def run_sizes(args: argparse.Namespace) -> list[dict]:
             subset, [args.category], args.output / "runs" / str(size), models=args.models, backbone=args.backbone,
             image_size=(args.image_size[0], args.image_size[-1]), epochs=args.epochs,
             pretrained=not args.random_weights, seed=args.seed, batch_size=args.batch_size,
-            min_seconds=args.min_seconds,
+            min_seconds=args.min_seconds, limit_heap=args.limit_heap,
         )  # fmt: skip
         for result in results:
             rows.append({
@@ -177,6 +177,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--min-seconds", type=float, default=3.0, help="minimum timed wall time per throughput")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (use 1 on a shared machine)")
     parser.add_argument("--random-weights", action="store_true", help="random backbones (smoke tests only)")
+    parser.add_argument(
+        "--limit-heap",
+        action="store_true",
+        help="serve allocations of 1 MiB and more with mmap in every model's process (the benchmark's --limit-heap): "
+        "PatchCore's greedy coreset on a few dozen images otherwise grew to 20 GB here",
+    )
     parser.add_argument("--output", type=Path, default=Path("results") / "scaling")
     args = parser.parse_args(argv)
     import torch
