@@ -392,7 +392,7 @@ def test_several_seeds_write_each_seeds_rows_as_it_ends(
 
 def test_limit_heap_is_opt_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``--limit-heap`` sets glibc's mmap threshold in each model's process; without it the allocator is left alone
-    (the threshold doubled GaussFT's fit time, docs/benchmarks.md)."""
+    (the threshold doubled GaussFT's fit time, docs/studies/benchmark_history.md)."""
     import anomalib_gaussft.benchmark.runner as runner
 
     heap_limits: list[None] = []
@@ -412,7 +412,8 @@ def test_limit_heap_is_opt_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 def test_each_model_runs_in_a_fresh_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The default sends every model and category, as a picklable job, to a fresh process; ``isolate=False`` runs the
-    same job here. (A real job in a child costs ~9 s of imports; ``docs/benchmarks.md`` ran 48 of them.)"""
+    same job here. (A real job in a child costs ~9 s of imports; ``docs/studies/benchmark_history.md`` ran 48 of
+    them.)"""
     import pickle
 
     import anomalib_gaussft.benchmark.runner as runner

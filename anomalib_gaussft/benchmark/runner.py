@@ -5,7 +5,8 @@
 
 Every model runs on every category in a fresh Python process (``isolate=True``, the default), as a user's
 ``anomalib train`` does: the allocator's state that one model leaves behind changes the next model's speed (a
-PatchCore fit that follows another model in the same process took 30 s instead of 140 s, ``docs/benchmarks.md``).
+PatchCore fit that follows another model in the same process took 30 s instead of 140 s,
+``docs/studies/benchmark_history.md``).
 For every category and model the benchmark builds a fresh ``MVTecAD`` datamodule (thresholds are fitted on
 anomalib's synthetic anomalies made from 20 % of the training images, ``val_split_mode="synthetic"``, for all three
 models alike: no test label is seen before testing), trains the model with anomalib's ``Engine`` and tests it. It
@@ -307,7 +308,7 @@ def run_benchmark(
         limit_heap: Serve allocations of 1 MiB and more with ``mmap`` in every model's process
             (:func:`~anomalib_gaussft.benchmark.measure.limit_heap_fragmentation`). Off by default: every model then
             runs under the allocator its users get; on this machine the limit doubled GaussFT's fit time and halved
-            every model's throughput (``docs/benchmarks.md``).
+            every model's throughput (``docs/studies/benchmark_history.md``).
         isolate: Run every model on every category in a fresh spawned process (its fit, test and throughput);
             ``False``: all in this process, one after another (faster to start; later models inherit the heap).
 
