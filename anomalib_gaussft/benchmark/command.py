@@ -12,7 +12,7 @@ Example:
     .. code-block:: bash
 
         anomalib-gaussft benchmark                                   # demo data, offline Lite0 weights, 224 px
-        anomalib-gaussft benchmark --threads 1                       # one torch thread (a shared CPU)     
+        anomalib-gaussft benchmark --threads 1                       # one torch thread (a shared CPU)
         anomalib-gaussft benchmark --root ./datasets/MVTecAD --categories bottle cable --epochs 10
         python -m anomalib_gaussft.benchmark --categories brick --epochs 2 --output /tmp/bench
         anomalib-gaussft benchmark --seeds 0 1 2 --threads 1             # mean and spread over three seeds
