@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import os
 import random
 import shutil
@@ -165,8 +166,16 @@ def plot(rows: Sequence[dict], path: Path, title: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the arguments, run every size, write ``scaling.csv``, ``scaling.md`` and ``scaling.png``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", type=Path, required=True, help="MVTec-layout dataset root")
-    parser.add_argument("--category", required=True)
+    parser.add_argument("--root", type=Path, help="MVTec-layout dataset root")
+    parser.add_argument("--category", default=None)
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="CSV",
+        help="run nothing: merge the scaling.csv files of earlier runs (e.g. one per model) into one table and plot",
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 300, 600], help="training-set sizes")
     parser.add_argument("--models", nargs="+", default=["GaussFT-fixed", "Patchcore"], choices=MODEL_CHOICES)
     parser.add_argument("--backbone", default="tf_efficientnet_lite0")
@@ -191,15 +200,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     args.output = args.output.resolve()
     args.output.mkdir(parents=True, exist_ok=True)
+    command = " ".join(["python -m tools.scaling_study", *(sys.argv[1:] if argv is None else argv)])
+    if args.merge:
+        rows = [_typed(row) for path in args.merge for row in csv.DictReader(path.open())]
+        rows.sort(key=lambda row: (row["model"], row["training_images"]))
+        return _write(rows, args.output, command, args.category or "merged runs", args.backbone)
+    if args.root is None or args.category is None:
+        parser.error("--root and --category are required unless --merge is given")
     weights = contextlib.nullcontext()
     if not args.random_weights:
         weights = prepared_weights(args.backbone, args.output / "hub_cache")
     with weights:
         rows = run_sizes(args)
-    write_rows(args.output / "scaling.csv", rows)
-    command = " ".join(["python -m tools.scaling_study", *(sys.argv[1:] if argv is None else argv)])
-    (args.output / "scaling.md").write_text(_markdown(rows, command))
-    plot(rows, args.output / "scaling.png", f"{args.category}: cost against training-set size ({args.backbone})")
+    return _write(rows, args.output, command, args.category, args.backbone)
+
+
+def _typed(row: dict) -> dict:
+    """A row read back from ``scaling.csv``, with its numbers as numbers."""
+    return {key: value if key == "model" else (int(value) if key in {"training_images", "epochs"} else float(value))
+            for key, value in row.items()}  # fmt: skip
+
+
+def _write(rows: list[dict], output: Path, command: str, category: str, backbone: str) -> int:
+    """Write ``scaling.csv``, ``scaling.md`` and ``scaling.png`` to ``output``; print the table."""
+    write_rows(output / "scaling.csv", rows)
+    (output / "scaling.md").write_text(_markdown(rows, command))
+    plot(rows, output / "scaling.png", f"{category}: cost against training-set size ({backbone})")
     print(_markdown(rows, command))
     return 0
 
