@@ -188,11 +188,10 @@ class GaussFT(FineTuningMixin, ExportMixin, CheckpointMixin, AnomalibModule):
             The pre-processor.
 
         Example:
-            >>> GaussFT.configure_pre_processor(backbone="tf_efficientnet_lite0").transform
-            Compose(
-                  Resize(size=[224, 224], interpolation=InterpolationMode.BILINEAR, antialias=True)
-                  Normalize(mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5], inplace=False)
-            )
+            >>> pre_processor = GaussFT.configure_pre_processor(backbone="tf_efficientnet_lite0")
+            >>> resize, normalize = pre_processor.transform.transforms
+            >>> resize.size, normalize.mean, normalize.std
+            ([224, 224], [0.5, 0.5, 0.5], [0.5, 0.5, 0.5])
         """
         config = pretrained_config(backbone)
         size = tuple(image_size) if image_size is not None else config.input_size
