@@ -15,6 +15,11 @@ import torch.multiprocessing as mp
 from anomalib_gaussft.model.gaussian import StreamingGaussianEstimator
 
 
+def module_tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters and buffers as the module holds them in memory (the state dict packs the whitenings)."""
+    return {key: value.detach() for key, value in [*module.named_parameters(), *module.named_buffers()]}
+
+
 def gaussian_shard_worker(rank: int, world_size: int, port: int, data: np.ndarray, queue) -> None:
     """Estimate the Gaussian of this rank's shard, all-reduce the moments, and report the fit."""
     torch.set_num_threads(1)  # forked: the parent's OpenMP thread pool does not exist in this process
@@ -62,7 +67,7 @@ def fit_shard_worker(rank: int, world_size: int, port: int, model, images: torch
 
         shard = images.tensor_split(world_size)[rank]
         fit_training_set(model, shard.split(3), reduce_sum=reduce_sum, all_gather=all_gather)
-        queue.put((rank, dict(calls), {key: value.numpy() for key, value in model.state_dict().items()}))
+        queue.put((rank, dict(calls), {key: value.numpy() for key, value in module_tensors(model).items()}))
     finally:
         dist.destroy_process_group()
 

@@ -5,7 +5,7 @@
 
 Lightning's ``strategy="ddp"`` starts the other ranks by re-running the launching script, so the DDP run is this
 file executed as a script in a subprocess (``python tests/test_ddp.py DATA_ROOT OUTPUT``): every rank trains with
-``Engine(strategy="ddp", devices=2, accelerator="cpu")`` and saves what it ended with (state dict, thresholds,
+``Engine(strategy="ddp", devices=2, accelerator="cpu")`` and saves what it ended with (weights and buffers, thresholds,
 forgetting decisions, metrics) to ``OUTPUT/rank<r>.pt``. The tests then check that
 
 * training reports test metrics, the same on both ranks;
@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 import torch
+from _ddp_workers import module_tensors
 from anomalib.data import MVTecAD
 from anomalib.engine import Engine
 from lightning.pytorch import seed_everything
@@ -114,7 +115,7 @@ def train_ddp(root: str, output: str) -> None:
                 "best_score": forgetting.best_score,
             },
             "thresholds": (model.post_processor.image_threshold.item(), model.post_processor.pixel_threshold.item()),
-            "state_dict": model.state_dict(),
+            "state_dict": module_tensors(model),
         },
         Path(output) / f"rank{trainer.global_rank}.pt",
     )
@@ -176,7 +177,7 @@ def test_ddp_gaussians_and_thresholds_equal_a_single_process_run(ranks: list[dic
         engine.validate(model, datamodule=datamodule)  # thresholds from the 9 validation images, each once
     finally:
         torch.set_num_threads(threads)
-    single = model.state_dict()
+    single = module_tensors(model)
     # everything fit_gaussians sets: global levels, mixture, per-position Gaussians
     fitted = ("model.gaussians.", "model.local_mixture.", "model.positional_gaussians.")
     assert sum(key.startswith(fitted) for key in single) == 4 * len(model.model.gaussians) + 3 + 4

@@ -64,7 +64,8 @@ def test_a_state_dict_gives_an_empty_module_the_saved_grid() -> None:
     loaded = PositionalGaussians(dim=3)
     loaded.load_state_dict(fitted.state_dict())
     queries = torch.randn(4, 3, 3, 2)
-    torch.testing.assert_close(loaded.distance_map(queries), fitted.distance_map(queries), rtol=0, atol=0)
+    # the state dict stores the whitenings in float16, scaled by each matrix's largest entry (2^-11 of it)
+    torch.testing.assert_close(loaded.distance_map(queries), fitted.distance_map(queries), rtol=2e-3, atol=0)
     assert loaded.grid.tolist() == [3, 2]
     assert "grid=(3, 2)" in repr(loaded)
 
@@ -125,7 +126,7 @@ def test_the_batched_estimator_gives_every_position_the_fit_of_its_own_estimator
 
 def test_a_two_process_fit_issues_as_many_collectives_at_any_input_size() -> None:
     """Two gloo processes: the collectives of a fit do not grow with the positions, and the fit equals one process's."""
-    from _ddp_workers import fit_shard_worker, run_on_gloo_ranks
+    from _ddp_workers import fit_shard_worker, module_tensors, run_on_gloo_ranks
 
     from anomalib_gaussft.model.fitting import fit_training_set
 
@@ -140,7 +141,7 @@ def test_a_two_process_fit_issues_as_many_collectives_at_any_input_size() -> Non
         single.load_state_dict(model.state_dict())
         fit_training_set(single, images.split(3))
         results = run_on_gloo_ranks(fit_shard_worker, model, images)
-        reference = single.state_dict()
+        reference = module_tensors(single)
         for _, counts, state in results:
             calls.append(counts)
             for key in ("positional_gaussians.means", "positional_gaussians.whitenings", "gaussians.0.whitening"):

@@ -197,13 +197,14 @@ def check_checkpoint(checkpoint: Any, source: str, model: GaussFT | None = None)
         raise ValueError(msg)
     if model is None:
         return
-    expected = model.state_dict()
+    expected = model.state_dict()  # the whitenings' packed triangles; the full matrices load as well
+    full = {key: tensor.shape for key, tensor in [*model.named_parameters(), *model.named_buffers()]}
     mismatched = [
         f"{key}: {tuple(value.shape)} in the checkpoint, {tuple(expected[key].shape)} here"
         for key, value in state.items()
         if key in expected
         and expected[key].numel() > 0  # an empty buffer takes the saved shape (the per-position Gaussians' grid)
-        and tuple(getattr(value, "shape", ())) != tuple(expected[key].shape)
+        and tuple(getattr(value, "shape", ())) not in (tuple(expected[key].shape), tuple(full.get(key, ())))
     ]
     if mismatched:
         saved = checkpoint.get("gaussft_levels") or checkpoint.get("hyper_parameters") or {}  # the former: as saved

@@ -29,11 +29,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from anomalib_gaussft.model.precision import in_float32
+from anomalib_gaussft.model.triangular_storage import LowerTriangularStorage
 
 __all__ = [
     "GaussianFit",
@@ -335,10 +337,11 @@ def mahalanobis_distance(samples: torch.Tensor, mean: torch.Tensor, whitening: t
     return (whitened * whitened).sum(dim=-1).clamp_min(1e-12).sqrt()
 
 
-class MultivariateGaussian(nn.Module):
+class MultivariateGaussian(LowerTriangularStorage, nn.Module):
     """A fitted Gaussian held in buffers; ``forward`` returns Mahalanobis distances.
 
     Buffers are float32 (the fit is float64) and start as the standard normal until :meth:`load_fit` is called.
+    The state dict holds the whitening matrix's lower triangle (:mod:`~anomalib_gaussft.model.triangular_storage`).
 
     Args:
         dim: Feature dimension ``p``.
@@ -348,6 +351,8 @@ class MultivariateGaussian(nn.Module):
         >>> gaussian(torch.zeros(2, 3))
         tensor([1.0000e-06, 1.0000e-06])
     """
+
+    triangular_buffers: ClassVar[dict[str, torch.dtype]] = {"whitening": torch.float32}
 
     def __init__(self, dim: int) -> None:
         super().__init__()

@@ -33,12 +33,14 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from anomalib_gaussft.model.gaussian import GaussianFit, StreamingGaussianEstimator, mahalanobis_distance
 from anomalib_gaussft.model.precision import in_float32
+from anomalib_gaussft.model.triangular_storage import LowerTriangularStorage
 
 __all__ = ["COMPONENTS_PER_PRODUCT", "LocalGaussianMixture", "LocalVectorSample", "gather_rows", "kmeans"]
 
@@ -249,10 +251,11 @@ class LocalVectorSample:
 COMPONENTS_PER_PRODUCT = 4
 
 
-class LocalGaussianMixture(nn.Module):
+class LocalGaussianMixture(LowerTriangularStorage, nn.Module):
     """``k`` Gaussians over local feature vectors; ``forward`` returns the Mahalanobis distance to the nearest one.
 
-    Buffers (float32): ``means`` ``(k, p)``, ``whitenings`` ``(k, p, p)`` and ``fitted``. Scoring takes one
+    Buffers (float32): ``means`` ``(k, p)``, ``whitenings`` ``(k, p, p)`` (their lower triangles in the state dict,
+    :mod:`~anomalib_gaussft.model.triangular_storage`) and ``fitted``. Scoring takes one
     ``(n, p) x (p, 4 p)`` product per four components; the peak memory is that product's output.
 
     Args:
@@ -264,6 +267,8 @@ class LocalGaussianMixture(nn.Module):
         >>> mixture.distance_map(torch.zeros(2, 4, 5, 5)).shape
         torch.Size([2, 1, 5, 5])
     """
+
+    triangular_buffers: ClassVar[dict[str, torch.dtype]] = {"whitenings": torch.float32}
 
     def __init__(self, dim: int, components: int = 16) -> None:
         super().__init__()

@@ -30,13 +30,14 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from anomalib_gaussft.model.gaussian import GaussianFit, StreamingGaussianEstimator
 from anomalib_gaussft.model.precision import in_float32
+from anomalib_gaussft.model.triangular_storage import LowerTriangularStorage
 
 __all__ = ["PositionalGaussianEstimator", "PositionalGaussians"]
 
@@ -119,11 +120,14 @@ class PositionalGaussianEstimator:
             raise ValueError(msg)
 
 
-class PositionalGaussians(nn.Module):
+class PositionalGaussians(LowerTriangularStorage, nn.Module):
     """One Gaussian per position; ``distance_map`` returns each position's Mahalanobis distance to its own Gaussian.
 
     Buffers (float32): ``means`` ``(P, p)``, ``whitenings`` ``(P, p, p)``, ``grid`` ``(2,)`` (``h, w``) and
-    ``fitted``. Empty until :meth:`load_fits` or a state dict gives them their shape.
+    ``fitted``. Empty until :meth:`load_fits` or a state dict gives them their shape. The state dict holds the
+    whitenings' lower triangles in float16, each scaled by its largest entry
+    (:mod:`~anomalib_gaussft.model.triangular_storage`): 18 MB instead of 73 MB for 28 x 28 positions of 152
+    dimensions.
 
     Args:
         dim: Feature dimension ``p``.
@@ -135,6 +139,8 @@ class PositionalGaussians(nn.Module):
         >>> gaussians.distance_map(torch.full((1, 2, 1, 2), 3.0)).flatten().tolist()  # sqrt(3^2 + 3^2)
         [4.242640495300293, 4.242640495300293]
     """
+
+    triangular_buffers: ClassVar[dict[str, torch.dtype]] = {"whitenings": torch.float16}
 
     def __init__(self, dim: int) -> None:
         super().__init__()
@@ -169,11 +175,12 @@ class PositionalGaussians(nn.Module):
         self.fitted.fill_(True)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
-        """Take the saved grid's shape before the values are copied (the buffers' size is the fitted grid's)."""
-        for name in ("means", "whitenings"):
-            saved = state_dict.get(prefix + name)
-            if isinstance(saved, torch.Tensor) and saved.shape[1:] == getattr(self, name).shape[1:]:
-                setattr(self, name, torch.empty_like(getattr(self, name)).resize_(saved.shape))
+        """Take the saved grid's number of positions before the values are copied (the buffers' size is the fit's)."""
+        saved = state_dict.get(prefix + "means")
+        if isinstance(saved, torch.Tensor) and saved.shape[1:] == self.means.shape[1:]:
+            positions = saved.shape[0]
+            self.means = torch.empty_like(self.means).resize_(positions, self.dim)
+            self.whitenings = torch.empty_like(self.whitenings).resize_(positions, self.dim, self.dim)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @in_float32
