@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from anomalib_gaussft.model.gaussian import MultivariateGaussian, StreamingGaussianEstimator
+from anomalib_gaussft.model.gaussian import MultivariateGaussian, StreamingGaussianEstimator, mahalanobis_distance
 from anomalib_gaussft.model.torch_model import GaussFTModel
 from tools.local_model_study import (
     LEVELS,
@@ -18,6 +18,7 @@ from tools.local_model_study import (
     Mixture,
     PerPosition,
     SharedGaussian,
+    TiedMixture,
     extract,
     local_features,
     make_local_model,
@@ -93,6 +94,20 @@ def test_mixture_of_one_component_is_the_shared_gaussian() -> None:
     shared.fit(train)
     mixture.fit(train)
     torch.testing.assert_close(mixture.score(test)["min"], shared.score(test)[""])
+
+
+def test_tied_mixture_scores_the_nearest_mean_under_the_shared_covariance() -> None:
+    torch.manual_seed(0)
+    train = torch.cat([torch.randn(40, 3, 2, 2), torch.randn(40, 3, 2, 2) + 10])
+    tied = TiedMixture(2)
+    tied.fit(train)
+    x = torch.randn(2, 3, 1, 1) + torch.tensor([0.0, 10.0]).view(2, 1, 1, 1)
+    expected = torch.stack(
+        [mahalanobis_distance(x[:, :, 0, 0], mean, tied.gaussian.whitening) for mean in tied.means]
+    ).amin(dim=0)
+    torch.testing.assert_close(tied.score(x)["min"].flatten(), expected, rtol=1e-4, atol=1e-5)
+    assert tied.score(x)["min"].max() < 5  # each query lies in one of the two clusters
+    assert make_local_model("tied64-s8-agg3")[:2] == (LEVELS["s8"], True)
 
 
 def test_mixture_nll_is_the_mixture_density() -> None:

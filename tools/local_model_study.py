@@ -8,7 +8,8 @@ candidate is then fitted on the training images' cached local feature vectors an
 
 * ``shared``: one Ledoit-Wolf Gaussian shared by every position (GaussFT today); ``mixK``: k-means with ``K``
   clusters, one Gaussian per cluster, scored by the minimum Mahalanobis distance (``:min``) or the mixture's negative
-  log-likelihood up to a constant (``:nll``); ``perpos``: one Gaussian per position (PaDiM-style).
+  log-likelihood up to a constant (``:nll``); ``tiedK``: the same clusters with one covariance shared by all, scored
+  by the nearest cluster mean under it (``:min``); ``perpos``: one Gaussian per position (PaDiM-style).
 * Local features ``s8``: ``blocks.2`` + ``blocks.4`` at stride 8 (152-d for Lite0); ``s4``: ``blocks.1`` + ``blocks.2``
   + ``blocks.4`` at stride 4 (176-d); ``-agg3``: a 3 x 3 average of the local vectors first (PatchCore's aggregation).
 
@@ -102,8 +103,8 @@ def extract(root: Path, category: str, model: GaussFTModel, image_size: int, bat
         pooled, masks = [], []
         for start in range(0, len(samples), batch_size):
             rows = samples.iloc[start : start + batch_size]
-            images = torch.stack([read_image(path, as_tensor=True) for path in rows.image_path])
-            features = dict(zip(extractor.layers, extractor(transform(images)), strict=True))
+            images = torch.stack([transform(read_image(path, as_tensor=True)) for path in rows.image_path])  # any sizes
+            features = dict(zip(extractor.layers, extractor(images), strict=True))
             pooled.append([features[name].mean(dim=(2, 3)) for name in model.layers])
             for name in local_names:
                 levels[name].append(features[name])
@@ -215,6 +216,34 @@ class Mixture:
         return {"min": distances.amin(dim=1, keepdim=True), "nll": nll.unsqueeze(1)}
 
 
+class TiedMixture:
+    """k-means clusters with one shared (tied) Ledoit-Wolf covariance of the vectors around their cluster's mean.
+
+    Scored by the distance to the nearest cluster mean under the shared whitening: one ``p x p`` product per position
+    and ``K`` distances in the whitened space, where :class:`Mixture` takes ``K`` products.
+    """
+
+    def __init__(self, k: int, seed: int = 0) -> None:
+        self.k, self.seed = k, seed
+
+    def fit(self, train: torch.Tensor) -> None:
+        """Fit on training feature maps ``(N, p, h, w)``."""
+        vectors = _vectors(train)
+        _, assignment = kmeans(vectors, self.k, self.seed)
+        self.means = torch.stack(
+            [vectors[assignment == j].mean(0) if (assignment == j).any() else vectors[0] for j in range(self.k)]
+        )
+        self.gaussian = _fit(vectors - self.means[assignment])
+        self.whitened_means = self.means @ self.gaussian.whitening.T  # (K, p)
+        self.nbytes = 4 * (self.means.numel() + self.gaussian.dim**2)
+
+    def score(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Distance maps ``(N, 1, h, w)``: ``min`` over the cluster means."""
+        whitened = features.permute(0, 2, 3, 1) @ self.gaussian.whitening.T  # (N, h, w, p)
+        squared = torch.cdist(whitened.flatten(0, 2), self.whitened_means).pow(2).amin(dim=1)
+        return {"min": squared.clamp_min(1e-12).sqrt().reshape(*whitened.shape[:3]).unsqueeze(1)}
+
+
 class PerPosition:
     """One Gaussian per position (PaDiM-style): needs aligned images; memory ``h * w * (p + p^2)`` floats."""
 
@@ -235,10 +264,10 @@ class PerPosition:
 
 
 def make_local_model(name: str) -> tuple[tuple[str, ...], bool, Callable[[], object]]:
-    """Parse a candidate name ``<shared|mixK|perpos>-<s8|s4>[-agg3]`` into (levels, aggregate, factory)."""
+    """Parse a candidate name ``<shared|mixK|tiedK|perpos>-<s8|s4>[-agg3]`` into (levels, aggregate, factory)."""
     parts = name.split("-")
     if len(parts) not in (2, 3) or parts[1] not in LEVELS or parts[2:] not in ([], ["agg3"]):
-        msg = f"Unknown candidate {name!r} (setting --candidates): use <shared|mixK|perpos>-<s8|s4>[-agg3]."
+        msg = f"Unknown candidate {name!r} (setting --candidates): use <shared|mixK|tiedK|perpos>-<s8|s4>[-agg3]."
         raise ValueError(msg)
     kind = parts[0]
     if kind == "shared":
@@ -247,6 +276,8 @@ def make_local_model(name: str) -> tuple[tuple[str, ...], bool, Callable[[], obj
         factory = PerPosition
     elif kind.startswith("mix") and kind[3:].isdigit():
         factory = lambda k=int(kind[3:]): Mixture(k)  # noqa: E731
+    elif kind.startswith("tied") and kind[4:].isdigit():
+        factory = lambda k=int(kind[4:]): TiedMixture(k)  # noqa: E731
     else:
         msg = f"Unknown local model {kind!r} in candidate {name!r} (setting --candidates)."
         raise ValueError(msg)
