@@ -36,7 +36,8 @@ def test_each_position_gets_the_ledoit_wolf_gaussian_of_its_own_vectors() -> Non
         for j in range(3):
             reference = LedoitWolf().fit(features[:, :, i, j].double().numpy())
             expected = torch.from_numpy(reference.mahalanobis(queries[:, :, i, j].double().numpy())).sqrt()
-            torch.testing.assert_close(distances[:, 0, i, j].double(), expected, rtol=1e-4, atol=1e-5)
+            # the whitenings are held as stored, in float16 (2^-11 of each matrix's largest entry)
+            torch.testing.assert_close(distances[:, 0, i, j].double(), expected, rtol=1e-3, atol=1e-5)
     assert gaussians.grid.tolist() == [2, 3]
     assert bool(gaussians.fitted)
 
@@ -64,8 +65,8 @@ def test_a_state_dict_gives_an_empty_module_the_saved_grid() -> None:
     loaded = PositionalGaussians(dim=3)
     loaded.load_state_dict(fitted.state_dict())
     queries = torch.randn(4, 3, 3, 2)
-    # the state dict stores the whitenings in float16, scaled by each matrix's largest entry (2^-11 of it)
-    torch.testing.assert_close(loaded.distance_map(queries), fitted.distance_map(queries), rtol=2e-3, atol=0)
+    # the state dict stores the whitenings in float16, and the fitted module holds them rounded as stored
+    torch.testing.assert_close(loaded.distance_map(queries), fitted.distance_map(queries), rtol=0, atol=0)
     assert loaded.grid.tolist() == [3, 2]
     assert "grid=(3, 2)" in repr(loaded)
 

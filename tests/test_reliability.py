@@ -317,6 +317,11 @@ def test_resume_continues_where_it_stopped(runs: dict[str, dict[str, Any]]) -> N
     assert not torch.allclose(first["scores"], full["scores"])  # the second epoch did change the model...
     torch.testing.assert_close(resumed["scores"], full["scores"], rtol=1e-5, atol=0)  # ...and resuming redid it
     for key, value in full["gaussians"].items():
+        if value.dtype == torch.float16:
+            # per-position whitenings, stored scaled to [-1, 1] in float16: values that agree to float32 rounding
+            # can round one float16 step (at most 2^-11) apart
+            torch.testing.assert_close(resumed["gaussians"][key], value, rtol=0, atol=2**-11)
+            continue
         scale = value.double().abs().max().item() if value.is_floating_point() else 0.0
         torch.testing.assert_close(resumed["gaussians"][key], value, rtol=1e-5, atol=1e-5 * scale)
 

@@ -388,14 +388,7 @@ class MultivariateGaussian(LowerTriangularStorage, nn.Module):
         return mahalanobis_distance(samples, self.mean.detach(), self.whitening.detach())
 
     def distance_map(self, features: torch.Tensor) -> torch.Tensor:
-        """Mahalanobis distance at every position of a feature map.
-
-        Args:
-            features: Tensor of shape ``(N, p, H, W)``.
-
-        Returns:
-            Distances of shape ``(N, 1, H, W)``.
-        """
+        """Mahalanobis distance at every position of ``(N, p, H, W)`` features, shape ``(N, 1, H, W)``."""
         return self(features.permute(0, 2, 3, 1)).unsqueeze(1)
 
     def extra_repr(self) -> str:

@@ -37,7 +37,7 @@ from torch import nn
 
 from anomalib_gaussft.model.gaussian import GaussianFit, StreamingGaussianEstimator
 from anomalib_gaussft.model.precision import in_float32
-from anomalib_gaussft.model.triangular_storage import LowerTriangularStorage
+from anomalib_gaussft.model.triangular_storage import LowerTriangularStorage, round_to_storage
 
 __all__ = ["PositionalGaussianEstimator", "PositionalGaussians"]
 
@@ -127,7 +127,8 @@ class PositionalGaussians(LowerTriangularStorage, nn.Module):
     ``fitted``. Empty until :meth:`load_fits` or a state dict gives them their shape. The state dict holds the
     whitenings' lower triangles in float16, each scaled by its largest entry
     (:mod:`~anomalib_gaussft.model.triangular_storage`): 18 MB instead of 73 MB for 28 x 28 positions of 152
-    dimensions.
+    dimensions. :meth:`load_fits` rounds the whitenings to those stored values, so a loaded model scores exactly
+    like the fitted one.
 
     Args:
         dim: Feature dimension ``p``.
@@ -170,7 +171,8 @@ class PositionalGaussians(LowerTriangularStorage, nn.Module):
             raise ValueError(msg)
         kwargs = {"dtype": self.means.dtype, "device": self.means.device}
         self.means = fits.mean.to(**kwargs)
-        self.whitenings = fits.whitening.to(**kwargs)
+        # held as stored, so that a model loaded from its state dict scores exactly like this one
+        self.whitenings = round_to_storage(fits.whitening.to(**kwargs), self.triangular_buffers["whitenings"])
         self.grid = torch.tensor(grid, dtype=torch.long, device=self.grid.device)
         self.fitted.fill_(True)
 

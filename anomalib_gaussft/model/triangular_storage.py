@@ -10,7 +10,9 @@ is loaded; in memory, where scoring reads them, the buffers stay full float32 ma
 graphs are unchanged. The packing in float32 is exact. The per-position Gaussians (784 matrices at 224 px with
 EfficientNet-Lite0, 73 MB in full) are also stored in float16, each matrix scaled by its largest entry: the entries
 round to 2^-11 of that largest entry, and the distances change by about 1e-4 relatively
-(``tests/test_triangular_storage.py``; the AUROCs are in ``docs/studies/model_size.md``).
+(``tests/test_triangular_storage.py``; the AUROCs are in ``docs/studies/model_size.md``). A module that stores a
+buffer in float16 holds it rounded with :func:`round_to_storage` from the fit on, so a model loaded from its state dict
+scores exactly like the model that saved it.
 
 Example:
     >>> matrices = torch.linalg.inv(torch.linalg.cholesky(torch.eye(3) + 0.5))
@@ -25,7 +27,7 @@ from typing import Any, ClassVar
 
 import torch
 
-__all__ = ["LowerTriangularStorage", "pack_lower", "unpack_lower"]
+__all__ = ["LowerTriangularStorage", "pack_lower", "round_to_storage", "unpack_lower"]
 
 #: Suffix of the state-dict entry that holds the per-matrix scales of a buffer stored in float16.
 SCALE_SUFFIX = "_scale"
@@ -86,6 +88,20 @@ def unpack_lower(values: torch.Tensor, scales: torch.Tensor | None, dim: int) ->
     rows, columns = _lower_indices(dim, values.device)
     matrices[..., rows, columns] = values
     return matrices
+
+
+def round_to_storage(matrices: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Lower-triangular ``(..., p, p)`` float32 matrices as they come back from storage in ``dtype``.
+
+    Rounding is idempotent: matrices rounded once pack and unpack to themselves, bit for bit.
+
+    Example:
+        >>> matrices = torch.linalg.inv(torch.linalg.cholesky(torch.eye(3) + 0.3 * torch.rand(3, 3).tril(-1) + 0.5))
+        >>> rounded = round_to_storage(matrices, torch.float16)
+        >>> torch.equal(rounded, matrices), torch.equal(round_to_storage(rounded, torch.float16), rounded)
+        (False, True)
+    """
+    return unpack_lower(*pack_lower(matrices, dtype), dim=matrices.shape[-1])
 
 
 class LowerTriangularStorage:
