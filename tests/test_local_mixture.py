@@ -60,6 +60,22 @@ def test_mixture_scores_the_distance_to_the_nearest_component() -> None:
     assert shared(midpoint).item() < 1.0
 
 
+@pytest.mark.parametrize(("dim", "components"), [(37, 20), (5, 3), (152, 17)])
+def test_block_triangular_scoring_equals_one_full_product_per_component(dim: int, components: int) -> None:
+    """Dimensions the row blocks do not divide, components the groups do not divide, fewer dimensions than blocks."""
+    generator = torch.Generator().manual_seed(dim)
+    factors = torch.randn(components, dim, dim, generator=generator).tril() * 0.3 + 2 * torch.eye(dim)
+    mixture = LocalGaussianMixture(dim=dim, components=components)
+    mixture.whitenings.copy_(torch.linalg.inv(factors).tril())
+    mixture.means.copy_(torch.randn(components, dim, generator=generator))
+    queries = torch.randn(64, dim, generator=generator) * 2
+    whitened = torch.einsum(
+        "kij,nkj->nki", mixture.whitenings.double(), queries.double()[:, None] - mixture.means.double()
+    )
+    expected = whitened.pow(2).sum(dim=-1).amin(dim=-1).sqrt()
+    torch.testing.assert_close(mixture(queries).double(), expected, rtol=1e-5, atol=0)
+
+
 def test_one_component_is_the_shared_gaussian_of_all_vectors() -> None:
     vectors = torch.randn(400, 6, generator=torch.Generator().manual_seed(4)) * torch.arange(1.0, 7.0)
     sample = LocalVectorSample(dim=6)
