@@ -17,6 +17,7 @@ from tools.local_model_study import (
     Features,
     Mixture,
     PerPosition,
+    ProjectedMixture,
     SharedGaussian,
     TiedMixture,
     extract,
@@ -108,6 +109,27 @@ def test_tied_mixture_scores_the_nearest_mean_under_the_shared_covariance() -> N
     torch.testing.assert_close(tied.score(x)["min"].flatten(), expected, rtol=1e-4, atol=1e-5)
     assert tied.score(x)["min"].max() < 5  # each query lies in one of the two clusters
     assert make_local_model("tied64-s8-agg3")[:2] == (LEVELS["s8"], True)
+
+
+def test_projected_mixture_is_the_mixture_of_the_leading_principal_coordinates() -> None:
+    """Features that vary in two of five directions: a 2-dimensional projection loses nothing of their mixture."""
+    torch.manual_seed(0)
+    plane = torch.linalg.qr(torch.randn(5, 2))[0]  # (5, 2) orthonormal
+    coordinates = torch.cat([torch.randn(60, 2, 2, 2), torch.randn(60, 2, 2, 2) + 8])
+    train = torch.einsum("pq,nqhw->nphw", plane, coordinates) + torch.randn(120, 5, 2, 2) * 1e-3
+    projected, mixture = ProjectedMixture(2, 2), Mixture(2)
+    projected.fit(train)
+    mixture.fit(torch.einsum("pq,nphw->nqhw", plane, train))
+    assert projected.basis.shape == (5, 2)
+    torch.testing.assert_close(projected.basis @ projected.basis.T, plane @ plane.T, rtol=0, atol=1e-3)  # same plane
+    test = torch.einsum("pq,nqhw->nphw", plane, torch.randn(4, 2, 2, 2) * 3)
+    torch.testing.assert_close(
+        projected.score(test)["min"],
+        mixture.score(torch.einsum("pq,nphw->nqhw", plane, test))["min"],
+        rtol=2e-2,
+        atol=2e-2,
+    )
+    assert isinstance(make_local_model("pca64mix32-s8-agg3")[2](), ProjectedMixture)
 
 
 def test_mixture_nll_is_the_mixture_density() -> None:

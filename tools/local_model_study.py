@@ -9,7 +9,8 @@ candidate is then fitted on the training images' cached local feature vectors an
 * ``shared``: one Ledoit-Wolf Gaussian shared by every position (GaussFT today); ``mixK``: k-means with ``K``
   clusters, one Gaussian per cluster, scored by the minimum Mahalanobis distance (``:min``) or the mixture's negative
   log-likelihood up to a constant (``:nll``); ``tiedK``: the same clusters with one covariance shared by all, scored
-  by the nearest cluster mean under it (``:min``); ``perpos``: one Gaussian per position (PaDiM-style).
+  by the nearest cluster mean under it (``:min``); ``pcaQmixK``: ``mixK`` in the ``Q`` leading principal directions
+  of the training vectors; ``perpos``: one Gaussian per position (PaDiM-style).
 * Local features ``s8``: ``blocks.2`` + ``blocks.4`` at stride 8 (152-d for Lite0); ``s4``: ``blocks.1`` + ``blocks.2``
   + ``blocks.4`` at stride 4 (176-d); ``-agg3``: a 3 x 3 average of the local vectors first (PatchCore's aggregation).
 
@@ -216,6 +217,31 @@ class Mixture:
         return {"min": distances.amin(dim=1, keepdim=True), "nll": nll.unsqueeze(1)}
 
 
+class ProjectedMixture(Mixture):
+    """:class:`Mixture` in the ``q`` leading principal directions of the training vectors: ``(q / p)^2`` of its cost."""
+
+    def __init__(self, q: int, k: int, seed: int = 0) -> None:
+        super().__init__(k, seed)
+        self.q = q
+
+    def fit(self, train: torch.Tensor) -> None:
+        """Fit the directions, then the mixture on the projected training feature maps ``(N, p, h, w)``."""
+        vectors = _vectors(train).double()
+        self.centre = vectors.mean(dim=0)
+        _, _, directions = torch.linalg.svd(vectors - self.centre, full_matrices=False)
+        self.basis = directions[: self.q].T.float()  # (p, q)
+        self.centre = self.centre.float()
+        super().fit(self._project(train))
+        self.nbytes += 4 * self.basis.numel()
+
+    def _project(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("nphw,pq->nqhw", features - self.centre[:, None, None], self.basis)
+
+    def score(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`Mixture.score` of the projected features."""
+        return super().score(self._project(features))
+
+
 class TiedMixture:
     """k-means clusters with one shared (tied) Ledoit-Wolf covariance of the vectors around their cluster's mean.
 
@@ -264,10 +290,13 @@ class PerPosition:
 
 
 def make_local_model(name: str) -> tuple[tuple[str, ...], bool, Callable[[], object]]:
-    """Parse a candidate name ``<shared|mixK|tiedK|perpos>-<s8|s4>[-agg3]`` into (levels, aggregate, factory)."""
+    """Parse a candidate name ``<shared|mixK|tiedK|pcaQmixK|perpos>-<s8|s4>[-agg3]``: (levels, aggregate, factory)."""
     parts = name.split("-")
     if len(parts) not in (2, 3) or parts[1] not in LEVELS or parts[2:] not in ([], ["agg3"]):
-        msg = f"Unknown candidate {name!r} (setting --candidates): use <shared|mixK|tiedK|perpos>-<s8|s4>[-agg3]."
+        msg = (
+            f"Unknown candidate {name!r} (setting --candidates): use "
+            "<shared|mixK|tiedK|pcaQmixK|perpos>-<s8|s4>[-agg3]."
+        )
         raise ValueError(msg)
     kind = parts[0]
     if kind == "shared":
@@ -276,6 +305,9 @@ def make_local_model(name: str) -> tuple[tuple[str, ...], bool, Callable[[], obj
         factory = PerPosition
     elif kind.startswith("mix") and kind[3:].isdigit():
         factory = lambda k=int(kind[3:]): Mixture(k)  # noqa: E731
+    elif kind.startswith("pca") and "mix" in kind and kind[3:].replace("mix", "", 1).isdigit():
+        q, k = (int(number) for number in kind[3:].split("mix"))
+        factory = lambda q=q, k=k: ProjectedMixture(q, k)  # noqa: E731
     elif kind.startswith("tied") and kind[4:].isdigit():
         factory = lambda k=int(kind[4:]): TiedMixture(k)  # noqa: E731
     else:
