@@ -9,16 +9,21 @@ import pytest
 import torch
 from sklearn.covariance import LedoitWolf
 
-from anomalib_gaussft.model.gaussian import StreamingGaussianEstimator
+from anomalib_gaussft.model.gaussian import StreamingGaussianEstimator, mahalanobis_distance
 from anomalib_gaussft.model.positional_gaussians import PositionalGaussianEstimator, PositionalGaussians
 from anomalib_gaussft.model.torch_model import GaussFTModel
 from tests.conftest import TINY_MODEL_KWARGS
 
 
-def _fitted(features: torch.Tensor) -> PositionalGaussians:
+def _estimated(features: torch.Tensor) -> PositionalGaussianEstimator:
     estimator = PositionalGaussianEstimator(dim=features.shape[1])
     for batch in features.split(7):
         estimator.update(batch)
+    return estimator
+
+
+def _fitted(features: torch.Tensor) -> PositionalGaussians:
+    estimator = _estimated(features)
     gaussians = PositionalGaussians(dim=features.shape[1])
     gaussians.load_fits(estimator.fit(), estimator.grid)
     return gaussians
@@ -28,7 +33,10 @@ def test_each_position_gets_the_ledoit_wolf_gaussian_of_its_own_vectors() -> Non
     """Distances equal sklearn's Ledoit-Wolf Mahalanobis distance of each position's vectors, position by position."""
     generator = torch.Generator().manual_seed(0)
     features = torch.randn(20, 4, 2, 3, generator=generator) * torch.arange(1, 7).view(1, 1, 2, 3)  # scale by position
-    gaussians = _fitted(features)
+    estimator = _estimated(features)
+    fit = estimator.fit()
+    gaussians = PositionalGaussians(dim=4)
+    gaussians.load_fits(fit, estimator.grid)
     queries = torch.randn(5, 4, 2, 3, generator=generator)
     distances = gaussians.distance_map(queries)
     assert distances.shape == (5, 1, 2, 3)
@@ -36,7 +44,10 @@ def test_each_position_gets_the_ledoit_wolf_gaussian_of_its_own_vectors() -> Non
         for j in range(3):
             reference = LedoitWolf().fit(features[:, :, i, j].double().numpy())
             expected = torch.from_numpy(reference.mahalanobis(queries[:, :, i, j].double().numpy())).sqrt()
-            # the whitenings are held as stored, in float16 (2^-11 of each matrix's largest entry)
+            position = i * 3 + j
+            estimated = mahalanobis_distance(queries[:, :, i, j].double(), fit.mean[position], fit.whitening[position])
+            torch.testing.assert_close(estimated, expected, rtol=1e-4, atol=1e-5)  # the fit itself
+            # the module holds the whitenings as stored, in float16 (2^-11 of each matrix's largest entry)
             torch.testing.assert_close(distances[:, 0, i, j].double(), expected, rtol=1e-3, atol=1e-5)
     assert gaussians.grid.tolist() == [2, 3]
     assert bool(gaussians.fitted)
