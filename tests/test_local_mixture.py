@@ -144,7 +144,8 @@ def test_image_scores_equal_their_documented_formulas() -> None:
         )
         fine = features["layer1"]  # stride 4: layer2 (stride 8) is resized to it
         coarse = F.interpolate(features["layer2"], size=fine.shape[-2:], mode="bilinear")
-        local = F.avg_pool2d(torch.cat([fine, coarse], 1), 3, stride=1, padding=1, count_include_pad=False)
+        # 4 x 4 windows, one per 2 x 2 cell (the defaults `local_aggregation=4`, `local_stride=2`)
+        local = F.avg_pool2d(torch.cat([fine, coarse], 1), 4, stride=2, padding=1, count_include_pad=False)
         local = local.permute(0, 2, 3, 1)
         mixture = model.local_mixture
         distances = torch.stack(
@@ -191,12 +192,13 @@ def test_the_global_score_fits_no_per_position_gaussians() -> None:
     assert model.is_fitted
 
 
-def test_the_geometric_score_refuses_a_missing_map_and_odd_aggregation_sizes_are_required() -> None:
+def test_the_geometric_score_refuses_a_missing_map_and_aggregation_windows_must_be_centred() -> None:
     model = _model()
     with pytest.raises(ValueError, match="needs the anomaly map"):
         model.image_score([torch.zeros(1, 64), torch.zeros(1, 128)])
-    with pytest.raises(ValueError, match="odd size"):
-        GaussFTModel("resnet18", pretrained=False, local_aggregation=2)
+    for size, stride in ((2, 1), (3, 2), (1, 2), (3, 0)):
+        with pytest.raises(ValueError, match="`local_aggregation`, `local_stride`"):
+            GaussFTModel("resnet18", pretrained=False, local_aggregation=size, local_stride=stride)
     with pytest.raises(ValueError, match="image_score"):
         GaussFTModel("resnet18", pretrained=False, image_score="combined")
 

@@ -20,6 +20,7 @@ from tools.local_model_study import (
     ProjectedMixture,
     SharedGaussian,
     TiedMixture,
+    _prepare,
     extract,
     local_features,
     make_local_model,
@@ -108,7 +109,7 @@ def test_tied_mixture_scores_the_nearest_mean_under_the_shared_covariance() -> N
     ).amin(dim=0)
     torch.testing.assert_close(tied.score(x)["min"].flatten(), expected, rtol=1e-4, atol=1e-5)
     assert tied.score(x)["min"].max() < 5  # each query lies in one of the two clusters
-    assert make_local_model("tied64-s8-agg3")[:2] == (LEVELS["s8"], True)
+    assert make_local_model("tied64-s8-agg3")[:2] == (LEVELS["s8"], "agg3")
 
 
 def test_projected_mixture_is_the_mixture_of_the_leading_principal_coordinates() -> None:
@@ -171,6 +172,17 @@ def test_local_features_and_candidate_names() -> None:
         "blocks.4": torch.ones(2, 5, 2, 2),
     }
     assert local_features(levels, LEVELS["s4"], slice(0, 1)).shape == (1, 12, 8, 8)
-    assert make_local_model("mix16-s4-agg3")[:2] == (LEVELS["s4"], True)
+    assert make_local_model("mix16-s4-agg3")[:2] == (LEVELS["s4"], "agg3")
+    assert make_local_model("mix16-s8-agg4s2")[:2] == (LEVELS["s8"], "agg4s2")
     with pytest.raises(ValueError, match="--candidates"):
         make_local_model("mixture-s8")
+
+
+def test_strided_aggregation_averages_the_window_centred_on_each_cell_of_the_coarser_grid() -> None:
+    features = torch.arange(36.0).reshape(1, 1, 6, 6)
+    pooled = _prepare(features, "agg4s2")
+    assert pooled.shape == (1, 1, 3, 3)
+    assert pooled[0, 0, 1, 1] == features[0, 0, 1:5, 1:5].mean()  # rows and columns 2i - 1 .. 2i + 2 for i = 1
+    assert pooled[0, 0, 0, 0] == features[0, 0, :3, :3].mean()  # only the positions inside the map at the border
+    assert _prepare(features, "agg3").shape == features.shape
+    assert torch.equal(_prepare(features, ""), features)

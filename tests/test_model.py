@@ -317,7 +317,7 @@ def test_estimators_are_named_by_level_and_feed_the_right_gaussians() -> None:
     assert estimators.local.dim == 128
     model.accumulate(torch.rand(5, 3, 64, 64), estimators)
     assert estimators.n_images == 5
-    assert estimators.local.n_samples == 5 * 8 * 8  # layer2 of a 64 px image: 8 x 8 positions
+    assert estimators.local.n_samples == 5 * 4 * 4  # layer2 of a 64 px image: 8 x 8 positions, one cell per 2 x 2
     model.load_fits(estimators)
     torch.testing.assert_close(model.gaussians[1].mean, estimators.levels[1].mean().float())
     with pytest.raises(ValueError, match="estimators for 1 global levels; this model has 2"):
@@ -412,7 +412,7 @@ def test_a_non_square_input_size_fits_scores_and_maps_at_that_size(tiny_model_kw
 
     model = GaussFT(**{**tiny_model_kwargs, "image_size": (32, 80)}, forgetting_detection=False)
     model.fit_gaussians([torch.rand(6, 3, 50, 120)])  # any size: the pre-processor resizes to 32 x 80
-    assert model.model.positional_gaussians.grid.tolist() == [4, 10]  # blocks.2 (stride 8)
+    assert model.model.positional_gaussians.grid.tolist() == [2, 5]  # blocks.2 (stride 8), one cell per 2 x 2
     with torch.no_grad():
         output = model.eval()(torch.rand(2, 3, 50, 120))
     assert output.anomaly_map.shape == (2, 1, 32, 80)

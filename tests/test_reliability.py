@@ -344,16 +344,24 @@ def test_checkpoint_with_other_shapes_is_refused_naming_the_file(
     torch.testing.assert_close(_gaussian_buffers(reloaded), runs["full"]["gaussians"], rtol=0, atol=0)
 
 
-def test_checkpoint_saved_before_0_2_0_is_refused_with_a_message_to_retrain(
-    runs: dict[str, dict[str, Any]], tmp_path: Path
+@pytest.mark.parametrize("saved_format", [None, 2])
+def test_checkpoint_saved_before_0_3_0_is_refused_with_a_message_to_retrain(
+    runs: dict[str, dict[str, Any]], tmp_path: Path, saved_format: int | None
 ) -> None:
-    """0.2.0 removed an image score and its buffers: older checkpoints (no format stamp) are refused, not misread."""
+    """Older layouts are refused, not misread: 0.2.0 removed an image score and its buffers (0.1.0 saved no format
+    stamp), 0.3.0 coarsened the positional grid (format 2 loads without a shape error, and would score wrongly)."""
     checkpoint = torch.load(runs["full"]["checkpoint"], map_location="cpu", weights_only=False)
-    assert checkpoint["gaussft_checkpoint_format"] == 2
-    del checkpoint["gaussft_checkpoint_format"]  # as 0.1.0 saved it
+    assert checkpoint["gaussft_checkpoint_format"] == 3
+    if saved_format is None:
+        del checkpoint["gaussft_checkpoint_format"]  # as 0.1.0 saved it
+    else:
+        checkpoint["gaussft_checkpoint_format"] = saved_format
     old = tmp_path / "old.ckpt"
     torch.save(checkpoint, old)
-    message = r"was saved before anomalib-gaussft 0\.2\.0 .*Retrain the model with this version"
+    message = (
+        rf"was saved before anomalib-gaussft 0\.3\.0 \(checkpoint format {saved_format or 1}; this version reads "
+        r"format 3\)\. Retrain the model with this version"
+    )
     with pytest.raises(ValueError, match=rf"Checkpoint {re.escape(str(old))} {message}"):
         GaussFT.load_from_checkpoint(old)
     root = _dataset(tmp_path, n_train=4)
@@ -365,13 +373,13 @@ def test_checkpoint_saved_before_0_2_0_is_refused_with_a_message_to_retrain(
 def test_memory_benchmark_streams_every_image_through_fixed_size_estimators() -> None:
     """The measured peak memory of fitting the Gaussians does not grow with the number of training images.
 
-    64 px images with the local mixture on the ``stem`` level (32 channels at stride 2: 1024 positions per image),
-    so that keeping every local vector would cost 128 KiB per image in float32: 126 MiB more for 1024 than for 16
-    images (``store_all_features_mib``). With the local sample limited to 8192 vectors (1 MiB; both counts fill it)
-    the fit may grow by at most a quarter of that (31.5 MiB): room for the allocator's and the data loader's jitter,
-    which reached 20 MiB on a 2-core CI machine, but not for keeping the samples. A control run whose local sample
-    may hold 262144 vectors (32 MiB: 1024 images fill it, 16 do not) must exceed the same tolerance, so the test
-    also fails if the measurement stops seeing growth (as it did in-process after other tests, before the tool
+    128 px images with the local mixture on the ``stem`` level (32 channels at stride 2, one local vector per 2 x 2
+    positions: 1024 per image), so that keeping every local vector would cost 128 KiB per image in float32: 126 MiB more
+    for 1024 than for 16 images (``store_all_features_mib``). With the local sample limited to 8192 vectors (1 MiB; both
+    counts fill it) the fit may grow by at most a quarter of that (31.5 MiB): room for the allocator's and the data
+    loader's jitter, which reached 20 MiB on a 2-core CI machine, but not for keeping the samples. A control run whose
+    local sample may hold 262144 vectors (32 MiB: 1024 images fill it, 16 do not) must exceed the same tolerance, so the
+    test also fails if the measurement stops seeing growth (as it did in-process after other tests, before the tool
     returned free heap memory ahead of the fit).
     """
 
@@ -379,7 +387,7 @@ def test_memory_benchmark_streams_every_image_through_fixed_size_estimators() ->
         small, large = (
             measure_fit_memory(
                 n,
-                image_size=64,
+                image_size=128,
                 batch_size=8,
                 layers=["blocks.2"],
                 map_layers=["stem"],

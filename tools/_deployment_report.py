@@ -74,8 +74,6 @@ def eager_breakdown(module: GaussFT, batch: np.ndarray, repeats: int, warmup: in
     """
     import torch
 
-    from anomalib_gaussft.model.anomaly_map import aggregate_local_features, concatenate_local_features
-
     model = module.model
     images = torch.from_numpy(batch)
     state: dict[str, Any] = {}
@@ -91,8 +89,7 @@ def eager_breakdown(module: GaussFT, batch: np.ndarray, repeats: int, warmup: in
         state["global"] = model.level_distances(state["pooled"])
 
     def local_mixture() -> None:
-        local = concatenate_local_features([state["features"][name] for name in model.map_layers])
-        state["local_features"] = aggregate_local_features(local, model.local_aggregation)
+        state["local_features"] = model.local_feature_map(state["features"])
         state["local"] = model.local_mixture.distance_map(state["local_features"])
 
     def upsample() -> None:

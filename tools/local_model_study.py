@@ -12,7 +12,8 @@ candidate is then fitted on the training images' cached local feature vectors an
   by the nearest cluster mean under it (``:min``); ``pcaQmixK``: ``mixK`` in the ``Q`` leading principal directions
   of the training vectors; ``perpos``: one Gaussian per position (PaDiM-style).
 * Local features ``s8``: ``blocks.2`` + ``blocks.4`` at stride 8 (152-d for Lite0); ``s4``: ``blocks.1`` + ``blocks.2``
-  + ``blocks.4`` at stride 4 (176-d); ``-agg3``: a 3 x 3 average of the local vectors first (PatchCore's aggregation).
+  + ``blocks.4`` at stride 4 (176-d); ``-agg3``: a 3 x 3 average of the local vectors first (PatchCore's aggregation);
+  ``-agg4s2``: a 4 x 4 average at stride 2 (a quarter of the positions, each centred on its cell of the coarser grid).
 
 Maps are upsampled and blurred (``AnomalyMapGenerator``, several ``sigma``). Reported: pixel AUROC (all anomalous test
 pixels and a fixed random fraction of the normal ones), image AUROC of the map's maximum, of its top-1 % mean and of
@@ -63,6 +64,7 @@ SINGLE_GAUSSIAN_SETTINGS = {
     "image_score": "global",
     "local_components": 1,
     "local_aggregation": 1,
+    "local_stride": 1,
     "local_positional": False,
 }
 LEVELS = {"s8": ("blocks.2", "blocks.4"), "s4": ("blocks.1", "blocks.2", "blocks.4")}
@@ -290,12 +292,16 @@ class PerPosition:
 
 
 def make_local_model(name: str) -> tuple[tuple[str, ...], bool, Callable[[], object]]:
-    """Parse a candidate name ``<shared|mixK|tiedK|pcaQmixK|perpos>-<s8|s4>[-agg3]``: (levels, aggregate, factory)."""
+    """Parse a candidate name ``<shared|mixK|tiedK|pcaQmixK|perpos>-<s8|s4>[-agg3|-agg4s2]``.
+
+    Returns:
+        ``(levels, aggregation, factory)``; the aggregation is ``""``, ``"agg3"`` or ``"agg4s2"``.
+    """
     parts = name.split("-")
-    if len(parts) not in (2, 3) or parts[1] not in LEVELS or parts[2:] not in ([], ["agg3"]):
+    if len(parts) not in (2, 3) or parts[1] not in LEVELS or parts[2:] not in ([], ["agg3"], ["agg4s2"]):
         msg = (
             f"Unknown candidate {name!r} (setting --candidates): use "
-            "<shared|mixK|tiedK|pcaQmixK|perpos>-<s8|s4>[-agg3]."
+            "<shared|mixK|tiedK|pcaQmixK|perpos>-<s8|s4>[-agg3|-agg4s2]."
         )
         raise ValueError(msg)
     kind = parts[0]
@@ -313,10 +319,10 @@ def make_local_model(name: str) -> tuple[tuple[str, ...], bool, Callable[[], obj
     else:
         msg = f"Unknown local model {kind!r} in candidate {name!r} (setting --candidates)."
         raise ValueError(msg)
-    return LEVELS[parts[1]], len(parts) == 3, factory
+    return LEVELS[parts[1]], "".join(parts[2:]), factory
 
 
-def _score(model: object, levels: dict[str, torch.Tensor], names: Sequence[str], agg: bool, n: int) -> dict:
+def _score(model: object, levels: dict[str, torch.Tensor], names: Sequence[str], agg: str, n: int) -> dict:
     """Low-resolution score maps of ``n`` images by variant, in chunks."""
     out: dict[str, list[torch.Tensor]] = {}
     for start in range(0, n, CHUNK):
@@ -326,7 +332,9 @@ def _score(model: object, levels: dict[str, torch.Tensor], names: Sequence[str],
     return {variant: torch.cat(chunks) for variant, chunks in out.items()}
 
 
-def _prepare(features: torch.Tensor, agg: bool) -> torch.Tensor:
+def _prepare(features: torch.Tensor, agg: str) -> torch.Tensor:
+    if agg == "agg4s2":  # windows [2i - 1, 2i + 2]: centred on cell i of the grid at twice the stride
+        return F.avg_pool2d(features, 4, stride=2, padding=1, count_include_pad=False)
     return F.avg_pool2d(features, 3, stride=1, padding=1, count_include_pad=False) if agg else features
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "AnomalyMapGenerator",
     "SeparableGaussianBlur",
     "aggregate_local_features",
+    "check_aggregation",
     "concatenate_local_features",
     "top_fraction_mean",
 ]
@@ -51,17 +52,39 @@ def concatenate_local_features(features: Sequence[torch.Tensor]) -> torch.Tensor
     return torch.cat(resized, dim=1)
 
 
-def aggregate_local_features(features: torch.Tensor, size: int) -> torch.Tensor:
-    """Average every local feature vector over its ``size x size`` neighbourhood (PatchCore's aggregation).
+def check_aggregation(size: int, stride: int) -> None:
+    """Raise if ``size x size`` windows at ``stride`` cannot be centred on their cells (see below).
 
-    Stride 1, the output keeps the input's size; at the borders only the positions inside the map are averaged.
+    Raises:
+        ValueError: Unless ``size >= stride >= 1`` and ``size - stride`` is even.
+    """
+    if stride < 1 or size < stride or (size - stride) % 2:
+        msg = (
+            f"A local aggregation of size {size} at stride {stride} has no centred windows: it needs "
+            "size >= stride >= 1 with size - stride even (settings `local_aggregation`, `local_stride`)."
+        )
+        raise ValueError(msg)
+
+
+def aggregate_local_features(features: torch.Tensor, size: int, stride: int = 1) -> torch.Tensor:
+    """Average the local feature vectors over ``size x size`` windows, one window per ``stride x stride`` cell.
+
+    The window of output cell ``(i, j)`` is centred on the ``stride x stride`` block of input positions the cell stands
+    for (rows ``stride i - (size - stride) / 2`` to ``stride i + (size + stride) / 2 - 1``), so upsampling the output
+    to the input's extent puts every value back where its window was. Stride 1 (PatchCore's aggregation) keeps the
+    input's size; stride ``s`` gives ``ceil(H / s) x ceil(W / s)`` cells. At the borders only the positions inside
+    the map are averaged.
 
     Args:
         features: ``(N, C, H, W)`` feature maps.
-        size: Odd neighbourhood size; ``1`` returns ``features`` unchanged.
+        size: Window size; ``size - stride`` must be even and non-negative.
+        stride: Input positions per output cell along each axis.
 
     Returns:
-        The averaged features, ``(N, C, H, W)``.
+        The averaged features, ``(N, C, ceil(H / stride), ceil(W / stride))``.
+
+    Raises:
+        ValueError: If ``size`` and ``stride`` do not centre the windows.
 
     Example:
         >>> features = torch.zeros(1, 1, 3, 3)
@@ -70,10 +93,15 @@ def aggregate_local_features(features: torch.Tensor, size: int) -> torch.Tensor:
         tensor([[2.2500, 1.5000, 2.2500],
                 [1.5000, 1.0000, 1.5000],
                 [2.2500, 1.5000, 2.2500]])
+        >>> aggregate_local_features(torch.arange(16.0).reshape(1, 1, 4, 4), 4, stride=2)[0, 0]
+        tensor([[ 5.,  6.],
+                [ 9., 10.]])
     """
+    check_aggregation(size, stride)
     if size == 1:
         return features
-    return F.avg_pool2d(features, size, stride=1, padding=size // 2, count_include_pad=False)
+    padding = (size - stride) // 2
+    return F.avg_pool2d(features, size, stride=stride, padding=padding, ceil_mode=True, count_include_pad=False)
 
 
 def top_fraction_mean(maps: torch.Tensor, fraction: float) -> torch.Tensor:

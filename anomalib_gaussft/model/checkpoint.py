@@ -6,7 +6,7 @@
 :class:`CheckpointMixin` goes before ``AnomalibModule`` in :class:`~anomalib_gaussft.model.GaussFT`'s bases. Saving
 rewrites the hyperparameters so that loading needs no pretrained weights and no network (the fine-tuned backbone is
 in the state dict), keeps ``fine_tuning_steps`` (where a resumed warm-up continues) and stamps the checkpoint format;
-loading refuses another model's checkpoint, one saved before anomalib-gaussft 0.2.0, or one with other levels or
+loading refuses another model's checkpoint, one saved before anomalib-gaussft 0.3.0, or one with other levels or
 shapes, with a message that names the file (:func:`~anomalib_gaussft.model.checks.check_checkpoint`).
 
 Example:
@@ -66,12 +66,12 @@ class CheckpointMixin:
 
         A local file is first read by :func:`~anomalib_gaussft.model.checks.read_checkpoint` (only its structure:
         the tensors are memory-mapped and read once, by Lightning), so that a missing or unreadable file, or another
-        model's checkpoint or one saved before anomalib-gaussft 0.2.0, is refused with a message naming the file
+        model's checkpoint or one saved before anomalib-gaussft 0.3.0, is refused with a message naming the file
         before its hyperparameters build a model.
 
         Raises:
             FileNotFoundError: If a local ``checkpoint_path`` does not exist.
-            ValueError: If the file is unreadable, not a GaussFT checkpoint, or saved before anomalib-gaussft 0.2.0.
+            ValueError: If the file is unreadable, not a GaussFT checkpoint, or saved before anomalib-gaussft 0.3.0.
         """
         with anomalib_safe_globals(extra=cls.checkpoint_safe_globals()):
             checkpoint = read_checkpoint(checkpoint_path, weights_only=kwargs.get("weights_only", True))

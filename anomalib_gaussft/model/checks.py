@@ -43,9 +43,12 @@ __all__ = [
     "read_checkpoint",
 ]
 
-#: The layout of GaussFT's checkpoints, saved as ``checkpoint["gaussft_checkpoint_format"]``. Format 2 came with
-#: anomalib-gaussft 0.2.0 (an image score that fitted scales, and its buffers, removed); older checkpoints are refused.
-CHECKPOINT_FORMAT = 2
+#: The layout of GaussFT's checkpoints, saved as ``checkpoint["gaussft_checkpoint_format"]``; other formats are
+#: refused. Format 2 came with anomalib-gaussft 0.2.0 (an image score that fitted scales, and its buffers, removed),
+#: format 3 with 0.3.0 (the local features averaged over 4 x 4 windows at stride 2: a coarser positional grid).
+CHECKPOINT_FORMAT = 3
+#: The release that introduced :data:`CHECKPOINT_FORMAT`.
+CHECKPOINT_FORMAT_SINCE = "0.3.0"
 
 
 def image_paths(dataloader: Any) -> list[str]:
@@ -165,7 +168,7 @@ def check_checkpoint(checkpoint: Any, source: str, model: GaussFT | None = None)
         model: The model it is about to be loaded into; ``None`` checks only that it is a GaussFT checkpoint.
 
     Raises:
-        ValueError: If the checkpoint holds no GaussFT Gaussians, was saved before anomalib-gaussft 0.2.0, or holds
+        ValueError: If the checkpoint holds no GaussFT Gaussians, was saved before anomalib-gaussft 0.3.0, or holds
             tensors whose shapes differ from ``model``'s.
 
     Example:
@@ -188,7 +191,11 @@ def check_checkpoint(checkpoint: Any, source: str, model: GaussFT | None = None)
         raise ValueError(msg)
     saved_format = checkpoint.get("gaussft_checkpoint_format", 1)
     if saved_format != CHECKPOINT_FORMAT:
-        made_by = "before anomalib-gaussft 0.2.0" if saved_format < CHECKPOINT_FORMAT else "by a newer anomalib-gaussft"
+        made_by = (
+            f"before anomalib-gaussft {CHECKPOINT_FORMAT_SINCE}"
+            if saved_format < CHECKPOINT_FORMAT
+            else "by a newer anomalib-gaussft"
+        )
         msg = (
             f"{source} was saved {made_by} (checkpoint format {saved_format}; this version reads format "
             f"{CHECKPOINT_FORMAT}). Retrain the model with this version (`anomalib train --model GaussFT ...`), or "
