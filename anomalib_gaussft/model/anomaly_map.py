@@ -4,7 +4,7 @@
 """Anomaly maps for segmentation: a Gaussian over local feature vectors, applied at every position.
 
 The fine-tuned network's mid-level feature maps are resized to the finest of them, concatenated and averaged over
-3 x 3 neighbourhoods; a mixture of Gaussians is fitted to their local feature vectors (every position of every
+4 x 4 windows at stride 2; a mixture of Gaussians is fitted to the resulting local feature vectors (every cell of every
 training image; :mod:`~anomalib_gaussft.model.local_mixture`). At inference the Mahalanobis distance of each local
 vector to the nearest component is the local anomaly score; the map is upsampled to the input size and smoothed
 with a Gaussian kernel (sigma 4 px, as in PaDiM; two 1-D passes). Unlike PaDiM's one Gaussian per position, the
@@ -151,8 +151,23 @@ class SeparableGaussianBlur(nn.Module):
 class AnomalyMapGenerator(nn.Module):
     """Upsample a local score map to the input size and smooth it.
 
+    Bilinear upsampling (``align_corners=False``) and the separable blur are both linear and act on each axis alone, so
+    together they are one matrix per axis: the map is ``K_h @ scores @ K_w^T`` with ``K`` the ``(H, h)`` matrix of
+    upsampling then blurring one axis (:meth:`axis_matrix`, built by running :func:`torch.nn.functional.interpolate`
+    and :class:`SeparableGaussianBlur` on the identity). Two small matrix products instead of an upsampled map blurred
+    with ``2K`` products per pixel: the same maps up to float32 rounding (``tests/test_model.py``), and in exported
+    graphs the matrices are constants.
+
     Args:
         sigma: Standard deviation of the Gaussian smoothing kernel in pixels of the input image. ``0`` disables it.
+
+    Example:
+        >>> generator = AnomalyMapGenerator(sigma=4.0)
+        >>> scores = torch.rand(2, 1, 14, 14)
+        >>> fused = generator(scores, (224, 224))
+        >>> upsampled = F.interpolate(scores, size=(224, 224), mode="bilinear", align_corners=False)
+        >>> fused.shape, torch.allclose(fused, generator.blur(upsampled), atol=1e-5)
+        (torch.Size([2, 1, 224, 224]), True)
     """
 
     def __init__(self, sigma: float = 4.0) -> None:
@@ -160,8 +175,19 @@ class AnomalyMapGenerator(nn.Module):
         self.sigma = sigma
         self.blur = SeparableGaussianBlur(sigma) if sigma > 0 else None
 
+    def axis_matrix(self, size_in: int, size_out: int, like: torch.Tensor) -> torch.Tensor:
+        """The ``(size_out, size_in)`` matrix that upsamples one axis bilinearly and blurs it (on ``like``'s device)."""
+        basis = torch.eye(size_in, dtype=like.dtype, device=like.device).reshape(size_in, 1, size_in, 1)
+        columns = F.interpolate(basis, size=(size_out, 1), mode="bilinear", align_corners=False)
+        if self.blur is not None:
+            padded = F.pad(columns, (0, 0, self.blur.radius, self.blur.radius), mode="reflect")
+            columns = F.conv2d(padded, self.blur.vertical.to(like.dtype))
+        return columns.reshape(size_in, size_out).transpose(0, 1)
+
     @in_float32
     def forward(self, local_scores: torch.Tensor, image_size: tuple[int, int] | torch.Size) -> torch.Tensor:
         """Return the anomaly map ``(N, 1, H, W)`` at ``image_size`` from local scores ``(N, 1, h, w)`` (in float32)."""
-        anomaly_map = F.interpolate(local_scores, size=tuple(image_size), mode="bilinear", align_corners=False)
-        return self.blur(anomaly_map) if self.blur is not None else anomaly_map
+        (height, width), (rows, columns) = tuple(image_size), local_scores.shape[-2:]
+        vertical = self.axis_matrix(int(rows), int(height), local_scores)
+        horizontal = self.axis_matrix(int(columns), int(width), local_scores)
+        return vertical @ local_scores @ horizontal.transpose(0, 1)

@@ -8,8 +8,8 @@ Data flows one way:
 1. :class:`~anomalib_gaussft.model.feature_extractor.FeatureExtractor` returns the feature maps of the requested levels.
 2. Global path: every level in ``layers`` is global-average-pooled; one :class:`MultivariateGaussian` per level;
    the image score is the sum of the per-level Mahalanobis distances (Rippel et al. 2020, 2021).
-3. Local path: the ``map_layers`` feature maps are concatenated at the finest resolution and averaged over 3 x 3
-   neighbourhoods; a mixture of Gaussians over these local feature vectors
+3. Local path: the ``map_layers`` feature maps are concatenated at the finest resolution and averaged over 4 x 4
+   windows at stride 2 (one local vector per 2 x 2 positions); a mixture of Gaussians over these local feature vectors
    (:class:`~anomalib_gaussft.model.local_mixture.LocalGaussianMixture`) gives the distance to the nearest component at
    every position; upsampled and smoothed into the anomaly map. One Gaussian per position
    (:class:`~anomalib_gaussft.model.positional_gaussians.PositionalGaussians`) gives the distance to that position's

@@ -7,8 +7,8 @@ Every whitening matrix GaussFT keeps is the inverse of a lower Cholesky factor, 
 triangle is zero and need not be written. :class:`LowerTriangularStorage` packs the lower triangle of the buffers a
 module names when ``state_dict`` is taken (a checkpoint, ``torch.save(model.state_dict())``) and unpacks it when one
 is loaded; in memory, where scoring reads them, the buffers stay full float32 matrices, so scoring and the exported
-graphs are unchanged. The packing in float32 is exact. The per-position Gaussians (784 matrices at 224 px with
-EfficientNet-Lite0, 73 MB in full) are also stored in float16, each matrix scaled by its largest entry: the entries
+graphs are unchanged. The packing in float32 is exact. The per-position Gaussians (196 matrices at 224 px with
+EfficientNet-Lite0, 18 MB in full) are also stored in float16, each matrix scaled by its largest entry: the entries
 round to 2^-11 of that largest entry, and the distances change by about 1e-4 relatively
 (``tests/test_triangular_storage.py``; the AUROCs are in ``docs/studies/model_size.md``). A module that stores a
 buffer in float16 holds it rounded with :func:`round_to_storage` from the fit on, so a model loaded from its state dict
