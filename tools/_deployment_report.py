@@ -47,17 +47,15 @@ _SCOPES = (  # dynamo name scope prefix -> stage (first match wins)
     ("model.gaussians", "global Gaussians (pooled levels)"),
     ("model.local_mixture", "local mixture (every position)"),
     ("model.positional_gaussians", "per-position Gaussians"),
-    ("model.anomaly_map_generator.blur", "anomaly map blur"),
-    ("model.anomaly_map_generator", "anomaly map upsampling"),
+    ("model.anomaly_map_generator", "map upsampling and blur (anomaly and score maps)"),
     ("model", "pooling, concatenation, sums"),
 )
 
 
 def _blur_size(module: GaussFT) -> str:
-    blur = module.model.anomaly_map_generator.blur
-    if blur is None:
-        return "off"
-    return f"two {2 * blur.radius + 1}-tap 1-D passes, sigma {module.model.anomaly_map_generator.sigma:g}"
+    if module.model.anomaly_map_generator.blur is None:
+        return "no blur"
+    return f"blur sigma {module.model.anomaly_map_generator.sigma:g}"
 
 
 def eager_breakdown(module: GaussFT, batch: np.ndarray, repeats: int, warmup: int) -> list[tuple[str, float]]:
@@ -92,14 +90,8 @@ def eager_breakdown(module: GaussFT, batch: np.ndarray, repeats: int, warmup: in
         state["local_features"] = model.local_feature_map(state["features"])
         state["local"] = model.local_mixture.distance_map(state["local_features"])
 
-    def upsample() -> None:
-        state["map"] = torch.nn.functional.interpolate(
-            state["local"], size=state["x"].shape[-2:], mode="bilinear", align_corners=False
-        )
-
-    def blur() -> None:
-        if model.anomaly_map_generator.blur is not None:
-            state["map"] = model.anomaly_map_generator.blur(state["map"])
+    def anomaly_map() -> None:
+        state["map"] = model.anomaly_map_generator(state["local"], state["x"].shape[-2:])
 
     def score_map() -> None:  # the map the image score reads: the anomaly map, or with per-position Gaussians its own
         state["score_map"] = state["map"]
@@ -122,8 +114,7 @@ def eager_breakdown(module: GaussFT, batch: np.ndarray, repeats: int, warmup: in
             f"local mixture ({model.local_mixture.components} x {model.local_mixture.dim}-dim, every position)",
             local_mixture,
         ),
-        ("anomaly map upsampling", upsample),
-        (f"anomaly map blur ({_blur_size(module)})", blur),
+        (f"anomaly map (upsampling, {_blur_size(module)}: one matrix per axis)", anomaly_map),
         ("per-position Gaussians and the score map (minimum, upsampling, blur)", score_map),
         (f"image score ({model.image_score_mode})", image_score),
         ("post-processing (normalise, threshold)", post_process),

