@@ -46,7 +46,7 @@ def test_main_runs_on_tiny_data_and_restores_the_process_state(tmp_path: Path) -
     assert all(float(row["throughput"]) > 0 for row in rows)
     markdown = (tmp_path / "out" / "results.md").read_text()
     assert "Command: `python -m tools.deployment_benchmark --output-dir" in markdown
-    assert "| anomaly map blur (two 33-tap 1-D passes, sigma 4) |" in markdown  # the model's own blur is timed
+    assert "| anomaly map (upsampling, blur sigma 4: one matrix per axis) |" in markdown  # the model's own map
     assert "| torch eager (reference) | 0.00e+00 | 100% |" in markdown
 
 
