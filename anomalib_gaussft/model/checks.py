@@ -12,7 +12,7 @@ with messages that name no file. :class:`~anomalib_gaussft.model.GaussFT` calls 
   whose tensors do not fit the model, before anything is built from it.
 
 Example:
-    >>> gaussft = {"state_dict": {"model.local_mixture.mean": torch.zeros(3)}, "gaussft_checkpoint_format": 2}
+    >>> gaussft = {"state_dict": {"model.local_mixture.mean": torch.zeros(3)}, "gaussft_checkpoint_format": 3}
     >>> check_checkpoint(gaussft, "Checkpoint gaussft.ckpt")  # GaussFT's Gaussians, in this format: no error
     >>> patchcore = {"state_dict": {"model.memory_bank": torch.zeros(3)}}
     >>> check_checkpoint(patchcore, "Checkpoint patchcore.ckpt")  # doctest: +ELLIPSIS
