@@ -94,8 +94,8 @@ class GaussFT(FineTuningMixin, ExportMixin, CheckpointMixin, AnomalibModule):
             CPU core (``docs/method.md``, "Image score").
         local_positional: Also fit one Gaussian per position of the local feature map for the image score: its score
             map takes, at each position, the smaller of the mixture's and the position's own distance; the anomaly
-            map stays the mixture's (73 MB more at 224 px; ``docs/method.md``, "Image score"). Only read, and so only
-            fitted, with ``image_score="geometric"``.
+            map stays the mixture's (18 MB more in memory at 224 px; ``docs/method.md``, "Image score"). Only read,
+            and so only fitted, with ``image_score="geometric"``.
         forgetting_detection: Add the :class:`~anomalib_gaussft.forgetting.ForgettingDetection` callback with its
             defaults (``True``), not at all (``False``), or pass a configured instance.
         pre_processor: Pre-processor, or ``True`` for a resize to ``image_size`` and the backbone's normalisation.

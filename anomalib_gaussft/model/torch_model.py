@@ -106,7 +106,7 @@ class GaussFTModel(nn.Module):
         local_positional: Also fit one Gaussian per position of the local feature map (PaDiM-style,
             :class:`PositionalGaussians`) for the geometric image score: its score map reads the smaller of the
             mixture's and the position's distance (:meth:`score_map`); the anomaly map stays the mixture's
-            (``docs/method.md``, "Image score"). Costs ``h w (p + p^2)`` floats: 73 MB at 224 px. Not fitted for
+            (``docs/method.md``, "Image score"). Costs ``h w (p + p^2)`` floats: 18 MB at 224 px. Not fitted for
             ``image_score="global"``, which never reads them.
         max_local_vectors: Most local training vectors the mixture is fitted on (a uniform sample beyond that).
     """
