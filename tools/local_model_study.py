@@ -42,7 +42,11 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from anomalib_gaussft.evaluation import rank_auroc
-from anomalib_gaussft.model.anomaly_map import AnomalyMapGenerator, concatenate_local_features
+from anomalib_gaussft.model.anomaly_map import (
+    AnomalyMapGenerator,
+    aggregate_local_features,
+    concatenate_local_features,
+)
 from anomalib_gaussft.model.gaussian import MultivariateGaussian, StreamingGaussianEstimator, mahalanobis_distance
 from anomalib_gaussft.model.torch_model import GaussFTModel
 from tools._csv import write_rows
@@ -68,6 +72,8 @@ SINGLE_GAUSSIAN_SETTINGS = {
     "local_positional": False,
 }
 LEVELS = {"s8": ("blocks.2", "blocks.4"), "s4": ("blocks.1", "blocks.2", "blocks.4")}
+#: Candidate-name suffix -> (window size, stride) of the local vectors' averaging (module docstring).
+AGGREGATIONS = {"": (1, 1), "agg3": (3, 1), "agg4s2": (4, 2)}
 _DEFAULTS = "shared-s8 mix4-s8 mix8-s8 mix16-s8 mix32-s8 perpos-s8 shared-s4 mix16-s4 shared-s8-agg3 mix16-s8-agg3"
 DEFAULT_CANDIDATES = (*_DEFAULTS.split(), "mix32-s8-agg3")
 CHUNK = 40  # images per scoring batch
@@ -291,14 +297,15 @@ class PerPosition:
         return {"": whitened.pow(2).sum(-1).clamp_min(1e-12).sqrt().T.reshape(n, 1, h, w)}
 
 
-def make_local_model(name: str) -> tuple[tuple[str, ...], bool, Callable[[], object]]:
+def make_local_model(name: str) -> tuple[tuple[str, ...], str, Callable[[], object]]:
     """Parse a candidate name ``<shared|mixK|tiedK|pcaQmixK|perpos>-<s8|s4>[-agg3|-agg4s2]``.
 
     Returns:
         ``(levels, aggregation, factory)``; the aggregation is ``""``, ``"agg3"`` or ``"agg4s2"``.
     """
     parts = name.split("-")
-    if len(parts) not in (2, 3) or parts[1] not in LEVELS or parts[2:] not in ([], ["agg3"], ["agg4s2"]):
+    suffixes = [[], *([key] for key in AGGREGATIONS if key)]
+    if len(parts) not in (2, 3) or parts[1] not in LEVELS or parts[2:] not in suffixes:
         msg = (
             f"Unknown candidate {name!r} (setting --candidates): use "
             "<shared|mixK|tiedK|pcaQmixK|perpos>-<s8|s4>[-agg3|-agg4s2]."
@@ -333,9 +340,8 @@ def _score(model: object, levels: dict[str, torch.Tensor], names: Sequence[str],
 
 
 def _prepare(features: torch.Tensor, agg: str) -> torch.Tensor:
-    if agg == "agg4s2":  # windows [2i - 1, 2i + 2]: centred on cell i of the grid at twice the stride
-        return F.avg_pool2d(features, 4, stride=2, padding=1, count_include_pad=False)
-    return F.avg_pool2d(features, 3, stride=1, padding=1, count_include_pad=False) if agg else features
+    """The candidate's aggregation (window size, stride) as GaussFT's own :func:`aggregate_local_features` does it."""
+    return aggregate_local_features(features, *AGGREGATIONS[agg])
 
 
 def _map_stats(scores: torch.Tensor, generator: AnomalyMapGenerator, size: int, masks=None, keep=None):

@@ -145,7 +145,12 @@ class SeparableGaussianBlur(nn.Module):
     def forward(self, maps: torch.Tensor) -> torch.Tensor:
         """Smooth ``(N, 1, H, W)`` maps."""
         maps = F.conv2d(F.pad(maps, (self.radius, self.radius, 0, 0), mode="reflect"), self.horizontal)
-        return F.conv2d(F.pad(maps, (0, 0, self.radius, self.radius), mode="reflect"), self.vertical)
+        return self.blur_columns(maps)
+
+    def blur_columns(self, maps: torch.Tensor) -> torch.Tensor:
+        """Smooth ``(N, 1, H, W)`` maps along ``H`` only (the second of :meth:`forward`'s two passes)."""
+        padded = F.pad(maps, (0, 0, self.radius, self.radius), mode="reflect")
+        return F.conv2d(padded, self.vertical.to(maps.dtype))
 
 
 class AnomalyMapGenerator(nn.Module):
@@ -180,8 +185,7 @@ class AnomalyMapGenerator(nn.Module):
         basis = torch.eye(size_in, dtype=like.dtype, device=like.device).reshape(size_in, 1, size_in, 1)
         columns = F.interpolate(basis, size=(size_out, 1), mode="bilinear", align_corners=False)
         if self.blur is not None:
-            padded = F.pad(columns, (0, 0, self.blur.radius, self.blur.radius), mode="reflect")
-            columns = F.conv2d(padded, self.blur.vertical.to(like.dtype))
+            columns = self.blur.blur_columns(columns)
         return columns.reshape(size_in, size_out).transpose(0, 1)
 
     @in_float32

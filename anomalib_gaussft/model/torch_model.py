@@ -102,7 +102,7 @@ class GaussFTModel(nn.Module):
             and the per-position Gaussians score ``local_stride^2`` times fewer positions. ``local_aggregation -
             local_stride`` must be even (centred windows). The default 4 x 4 windows at stride 2 scored magnetic tiles
             and the demo data as well as or better than 3 x 3 windows at stride 1 for a quarter of the work
-            (``docs/studies/local_model.md``).
+            (``docs/studies/local_stride.md``).
         local_positional: Also fit one Gaussian per position of the local feature map (PaDiM-style,
             :class:`PositionalGaussians`) for the geometric image score: its score map reads the smaller of the
             mixture's and the position's distance (:meth:`score_map`); the anomaly map stays the mixture's
