@@ -7,9 +7,9 @@ The fine-tuned network's mid-level feature maps are resized to the finest of the
 4 x 4 windows at stride 2; a mixture of Gaussians is fitted to the resulting local feature vectors (every cell of every
 training image; :mod:`~anomalib_gaussft.model.local_mixture`). At inference the Mahalanobis distance of each local
 vector to the nearest component is the local anomaly score; the map is upsampled to the input size and smoothed
-with a Gaussian kernel (sigma 4 px, as in PaDiM; two 1-D passes). Unlike PaDiM's one Gaussian per position, the
-mixture needs no spatial alignment between images and its memory does not grow with the input size
-(see ``docs/method.md``).
+with a Gaussian kernel (sigma 4 px, as in PaDiM; with the upsampling, one matrix per axis). Unlike PaDiM's one
+Gaussian per position, the mixture needs no spatial alignment between images and its memory does not grow with the
+input size (see ``docs/method.md``).
 
 Example:
     >>> import torch
