@@ -101,7 +101,7 @@ class ForgettingDetection(Callback):
         min_holdout: int = 8,
         max_holdout: int = 32,
         use_validation_normals: bool = True,
-        patience: int = 3,
+        patience: int = 2,
         min_delta: float = 0.0,
         restore_best: bool = True,
         return_held_out: bool = True,

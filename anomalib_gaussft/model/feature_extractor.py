@@ -184,6 +184,43 @@ class FeatureExtractor(nn.Module):
         self.channels = [int(f.shape[1]) for f in probe]
         self.strides = [64 // int(f.shape[-1]) for f in probe]
 
+    def freeze_before(self, level: str) -> list[str]:
+        """Keep the parameters that run before ``level`` at their current (pretrained) weights: no gradients.
+
+        Fine-tuning then trains ``level`` and what follows it, and the backward pass stops at ``level``'s input.
+
+        Args:
+            level: A level name of :func:`available_levels` (for instance the shallowest map layer).
+
+        Returns:
+            Names of the parameters frozen, in forward order.
+
+        Raises:
+            ValueError: If the extractor does not run ``level`` (naming the setting ``map_layers``).
+
+        Example:
+            >>> extractor = FeatureExtractor("resnet18", layers=["layer2", "layer3"], pretrained=False)
+            >>> frozen = extractor.freeze_before("layer2")
+            >>> frozen[0], frozen[-1], any(name.startswith("model.layer2") for name in frozen)
+            ('model.conv1.weight', 'model.layer1.1.bn2.bias', False)
+        """
+        if self._efficientnet:
+            target = {"stem": "conv_stem", "head": "conv_head"}.get(level, level)
+        else:
+            target = f"model.{level}"
+        modules = dict(self.named_modules())
+        if target not in modules:
+            msg = f"Feature level {level!r} is not run by this extractor (setting `map_layers`); it runs {self.layers}."
+            raise ValueError(msg)
+        frozen: list[str] = []
+        for name, module in modules.items():  # registration order: forward order for timm's CNNs
+            if name == target:
+                break
+            for parameter_name, parameter in module.named_parameters(recurse=False):
+                parameter.requires_grad_(False)
+                frozen.append(f"{name}.{parameter_name}")
+        return frozen
+
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Feature maps of the requested levels for a batch of normalised images ``(N, 3, H, W)``."""
         if self.channels_last:

@@ -55,7 +55,12 @@ from anomalib_gaussft.model.export import ExportMixin
 from anomalib_gaussft.model.feature_extractor import pretrained_config
 from anomalib_gaussft.model.fitting import fit_training_set
 from anomalib_gaussft.model.loss import MahalanobisLoss
-from anomalib_gaussft.model.optimization import DEFAULT_MAX_EPOCHS, WARMUP_STEPS, FineTuningMixin
+from anomalib_gaussft.model.optimization import (
+    DEFAULT_MAX_EPOCHS,
+    WARMUP_STEPS,
+    FineTuningMixin,
+    freeze_below_map_layers,
+)
 from anomalib_gaussft.model.post_processing import GaussFTPostProcessor, refit_on_validation
 from anomalib_gaussft.model.torch_model import GaussFTModel
 
@@ -140,6 +145,8 @@ class GaussFT(FineTuningMixin, ExportMixin, CheckpointMixin, AnomalibModule):
             "local_positional": local_positional,
         }
         model = GaussFTModel.with_fallback(backbone, fallback_backbone, **model_kwargs)
+        if fine_tune:
+            freeze_below_map_layers(model)
         backbone = model.feature_extractor.backbone
         if image_size is None:
             image_size = model.feature_extractor.input_size

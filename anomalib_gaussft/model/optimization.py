@@ -16,13 +16,16 @@ Example:
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+if TYPE_CHECKING:
+    from anomalib_gaussft.model.torch_model import GaussFTModel
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_MAX_EPOCHS", "WARMUP_STEPS", "FineTuningMixin", "warmup_factor"]
+__all__ = ["DEFAULT_MAX_EPOCHS", "WARMUP_STEPS", "FineTuningMixin", "freeze_below_map_layers", "warmup_factor"]
 
 #: Epochs of a fine-tuning fit whose trainer was given no limit: the pretrained epoch and up to seven fine-tuning epochs
 #: (forgetting detection usually stops earlier). ``--trainer.max_epochs`` / ``Engine(max_epochs=...)`` set another.
@@ -38,6 +41,30 @@ _LIGHTNING_DEFAULT_MAX_EPOCHS = 1000
 def warmup_factor(step: int, warmup_steps: int) -> float:
     """The fraction of the learning rate at fine-tuning step ``step`` (from 0) of a linear warm-up (0: none)."""
     return min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+
+
+def freeze_below_map_layers(model: GaussFTModel) -> list[str]:
+    """Keep the backbone's levels before the shallowest map layer at their ImageNet weights; fine-tune the rest.
+
+    The early levels hold generic edge and texture filters at the highest resolutions, where the backward pass costs
+    most: on EfficientNet-Lite0 at 224 px freezing the stem, ``blocks.0`` and ``blocks.1`` halves the backward pass
+    (``docs/studies/fine_tuning.md``, "Training from the map layers on").
+
+    Args:
+        model: The torch model, before its optimiser is built.
+
+    Returns:
+        Names of the frozen parameters.
+
+    Example:
+        >>> from anomalib_gaussft.model.torch_model import GaussFTModel
+        >>> model = GaussFTModel("resnet18", layers=["layer2"], map_layers=["layer2", "layer3"], pretrained=False)
+        >>> frozen = freeze_below_map_layers(model)
+        >>> frozen[-1], all(p.requires_grad for p in model.feature_extractor.model.layer2.parameters())
+        ('model.layer1.1.bn2.bias', True)
+    """
+    extractor = model.feature_extractor
+    return extractor.freeze_before(min(model.map_layers, key=extractor.layers.index))
 
 
 class FineTuningMixin:
@@ -62,10 +89,11 @@ class FineTuningMixin:
             )
 
     def configure_optimizers(self) -> torch.optim.Optimizer | None:
-        """Adam over the backbone's parameters (``None`` for fixed features)."""
+        """Adam over the backbone's trainable parameters (``None`` for fixed features)."""
         if not self.fine_tune:
             return None
-        return torch.optim.Adam(self.model.feature_extractor.parameters(), lr=self.lr)
+        trainable = [p for p in self.model.feature_extractor.parameters() if p.requires_grad]
+        return torch.optim.Adam(trainable, lr=self.lr)
 
     def _zero_loss(self) -> torch.Tensor:
         """Zero, with a (zero) gradient for every trainable parameter, as DDP's gradient reduction requires."""
