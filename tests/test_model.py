@@ -406,6 +406,33 @@ def test_warmup_raises_the_learning_rate_linearly_over_the_first_fine_tuning_ste
     assert seen[steps_per_epoch:] == pytest.approx([2.5e-4, 5e-4, 7.5e-4] + [1e-3] * (steps_per_epoch - 3))
 
 
+def test_fine_tuning_trains_the_shallowest_map_layer_and_deeper_levels_only(
+    demo_root, tmp_path, tiny_model_kwargs
+) -> None:
+    """The stem, ``blocks.0`` and ``blocks.1`` (before the map layer ``blocks.2``) stay; the rest trains."""
+    model = GaussFT(**tiny_model_kwargs, lr=1e-3, forgetting_detection=False, visualizer=False)
+    extractor = model.model.feature_extractor
+    before = {name: parameter.detach().clone() for name, parameter in extractor.named_parameters()}
+    frozen = {name for name, parameter in extractor.named_parameters() if not parameter.requires_grad}
+    assert frozen == {name for name in before if name.startswith(("conv_stem.", "bn1.", "blocks.0.", "blocks.1."))}
+    optimised = {id(parameter) for group in model.configure_optimizers().param_groups for parameter in group["params"]}
+    assert optimised == {id(parameter) for name, parameter in extractor.named_parameters() if name not in frozen}
+    datamodule = MVTecAD(root=demo_root, category="brick", train_batch_size=4, eval_batch_size=8, num_workers=0)
+    Engine(max_epochs=2, default_root_dir=tmp_path, accelerator="cpu", logger=False).fit(model, datamodule=datamodule)
+    changed = {name for name, parameter in extractor.named_parameters() if not torch.equal(parameter, before[name])}
+    assert not changed & frozen
+    assert any(name.startswith("blocks.2.") for name in changed)
+    assert any(name.startswith("blocks.4.") for name in changed)
+    fixed = GaussFT(**tiny_model_kwargs, fine_tune=False)
+    assert all(parameter.requires_grad for parameter in fixed.model.feature_extractor.parameters())
+
+
+def test_freezing_before_a_level_the_extractor_does_not_run_names_the_setting() -> None:
+    extractor = GaussFTModel("resnet18", layers=["layer2"], map_layers=["layer2"], pretrained=False).feature_extractor
+    with pytest.raises(ValueError, match=r"'layer4' is not one this extractor returns \(setting `map_layers`\)"):
+        extractor.freeze_before("layer4")
+
+
 def test_a_non_square_input_size_fits_scores_and_maps_at_that_size(tiny_model_kwargs: dict) -> None:
     """Long parts: ``image_size=(height, width)`` resizes to it; per-position Gaussians take its grid, maps its size."""
     from anomalib_gaussft.benchmark.models import build_model

@@ -23,6 +23,8 @@ Example:
 
         python -m tools.local_loss_study --root ../shared/datasets --category magnetic_tile --objective local \\
             --seeds 0 1 2 --threads 1 --output results/local_loss
+        python -m tools.local_loss_study --root ../shared/datasets --category magnetic_tile --objective global \\
+            --lr 3e-4 --seeds 0 1 2 --threads 1 --output results/global_lr3e-4
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--backbone", default="tf_efficientnet_lite0")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: GaussFT's own bound)")
+    parser.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (GaussFT's default 1e-4)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (use 1 on a shared machine)")
     parser.add_argument("--random-weights", action="store_true", help="random backbones (smoke tests only)")
     parser.add_argument("--min-seconds", type=float, default=3.0)
@@ -109,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         reference = build(name, backbone, image_size, pretrained)  # the benchmark's settings, then ours on top
         return LocalLossGaussFT(
             args.objective, backbone=backbone, image_size=reference.image_size, pretrained=pretrained,
-            fallback_backbone=None, evaluator=reference.evaluator, visualizer=False,
+            fallback_backbone=None, lr=args.lr, evaluator=reference.evaluator, visualizer=False,
         )  # fmt: skip
 
     runner.build_model = build_model
@@ -125,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runner.build_model = build
     args.output.mkdir(parents=True, exist_ok=True)
     for result in results:
-        result.model = f"GaussFT-{args.objective}"
+        result.model = f"GaussFT-{args.objective}" + (f"-lr{args.lr:g}" if args.lr != 1e-4 else "")
     write_csv(results, args.output / "results.csv")
     for result in results:
         print(

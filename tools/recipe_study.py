@@ -12,7 +12,8 @@ order), fine-tunes on the rest and records per epoch (epoch 0 = the pretrained n
   for the sum of ``d_l / sqrt(p_l)``; a recipe reports the one matching its loss weighting;
 * the label-free selection signal of :class:`~anomalib_gaussft.forgetting.ForgettingDetection`: the pseudo-AUROC
   of the held-out normals against pseudo-anomalies made from them by all its generators; the chosen epoch is
-  :func:`~anomalib_gaussft.forgetting.select_epoch` on that curve (latest best, patience 3);
+  :func:`~anomalib_gaussft.forgetting.select_epoch` on that curve (latest best, the callback's default patience; it
+  was 3 when ``docs/studies/recipes.md`` was recorded);
 * the training loss, and in epoch 1 the loss of the first two batches (the second after one optimiser step).
 
 Images are resized once per category and cached as uint8 tensors under ``--cache``; the test set is scored every

@@ -53,7 +53,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from anomalib_gaussft.evaluation import rank_auroc, score_images
 from anomalib_gaussft.forgetting.holdout import choose_holdout
 from anomalib_gaussft.forgetting.pseudo_anomalies import PSEUDO_ANOMALIES, build_pseudo_anomalies
-from anomalib_gaussft.forgetting.stop_rule import StopRule
+from anomalib_gaussft.forgetting.stop_rule import DEFAULT_PATIENCE, StopRule
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class ForgettingDetection(Callback):
         min_holdout: int = 8,
         max_holdout: int = 32,
         use_validation_normals: bool = True,
-        patience: int = 2,
+        patience: int = DEFAULT_PATIENCE,
         min_delta: float = 0.0,
         restore_best: bool = True,
         return_held_out: bool = True,

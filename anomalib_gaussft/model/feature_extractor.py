@@ -196,7 +196,7 @@ class FeatureExtractor(nn.Module):
             Names of the parameters frozen, in forward order.
 
         Raises:
-            ValueError: If the extractor does not run ``level`` (naming the setting ``map_layers``).
+            ValueError: If the extractor does not return ``level`` (naming the setting ``map_layers``).
 
         Example:
             >>> extractor = FeatureExtractor("resnet18", layers=["layer2", "layer3"], pretrained=False)
@@ -204,14 +204,14 @@ class FeatureExtractor(nn.Module):
             >>> frozen[0], frozen[-1], any(name.startswith("model.layer2") for name in frozen)
             ('model.conv1.weight', 'model.layer1.1.bn2.bias', False)
         """
+        if level not in self.layers:
+            msg = f"Feature level {level!r} is not one this extractor returns (setting `map_layers`): {self.layers}."
+            raise ValueError(msg)
         if self._efficientnet:
             target = {"stem": "conv_stem", "head": "conv_head"}.get(level, level)
         else:
             target = f"model.{level}"
         modules = dict(self.named_modules())
-        if target not in modules:
-            msg = f"Feature level {level!r} is not run by this extractor (setting `map_layers`); it runs {self.layers}."
-            raise ValueError(msg)
         frozen: list[str] = []
         for name, module in modules.items():  # registration order: forward order for timm's CNNs
             if name == target:

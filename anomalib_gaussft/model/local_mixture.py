@@ -75,9 +75,18 @@ def _canonical_order(vectors: torch.Tensor) -> torch.Tensor:
     return vectors[torch.argsort(vectors.double() @ direction, stable=True)]
 
 
-def _nearest(vectors: torch.Tensor, centroids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Index of the nearest centroid of every vector and the squared distance to it."""
-    squared = (vectors * vectors).sum(1, keepdim=True) - 2 * vectors @ centroids.T + (centroids * centroids).sum(1)
+def _nearest(
+    vectors: torch.Tensor, centroids: torch.Tensor, squared_norms: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Index of the nearest centroid of every vector and the squared distance to it.
+
+    ``squared_norms``, the vectors' squared norms ``(n, 1)``, computed once by a caller that calls this many times on
+    the same vectors (k-means: once per seeded centroid and per iteration; the norms cost as much as a product with
+    one centroid).
+    """
+    if squared_norms is None:
+        squared_norms = (vectors * vectors).sum(1, keepdim=True)
+    squared = squared_norms - 2 * vectors @ centroids.T + (centroids * centroids).sum(1)
     distances, labels = squared.clamp_min(0).min(dim=1)
     return labels, distances
 
@@ -108,20 +117,21 @@ def kmeans(vectors: torch.Tensor, k: int, iterations: int = 30, seed: int = 0) -
         msg = f"k-means needs 1 <= k <= {vectors.shape[0]} (the number of vectors), got k={k}."
         raise ValueError(msg)
     points = _canonical_order(vectors.float())
+    norms = (points * points).sum(1, keepdim=True)
     generator = torch.Generator().manual_seed(seed)
     first = int(torch.randint(points.shape[0], (1,), generator=generator))
     centroids = points[first : first + 1]
-    _, squared = _nearest(points, centroids)  # to the nearest centroid so far, updated with each new one
+    _, squared = _nearest(points, centroids, norms)  # to the nearest centroid so far, updated with each new one
     for _ in range(1, k):  # k-means++: the next centroid with probability proportional to the squared distance
         if squared.sum() <= 0:  # fewer distinct vectors than clusters: repeat one
             centroids = torch.cat([centroids, centroids[:1]])
             continue
         index = int(torch.multinomial(squared.double().cpu(), 1, generator=generator))
         centroids = torch.cat([centroids, points[index : index + 1]])
-        squared = torch.minimum(squared, _nearest(points, points[index : index + 1])[1])
+        squared = torch.minimum(squared, _nearest(points, points[index : index + 1], norms)[1])
     labels = None
     for _ in range(iterations):
-        new_labels, _ = _nearest(points, centroids)
+        new_labels, _ = _nearest(points, centroids, norms)
         if labels is not None and torch.equal(new_labels, labels):
             break
         labels = new_labels
