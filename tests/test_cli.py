@@ -97,6 +97,7 @@ def test_registration_works_when_the_plugin_is_imported_before_anomalib(tmp_path
 @pytest.mark.slow
 def test_anomalib_train_with_yaml_config_reports_metrics_and_loss(demo_root: Path, tmp_path: Path) -> None:
     config = tmp_path / "gaussft.yaml"
+    # patience 3: all four epochs run whatever the pseudo-AUROC does (the earliest stop is epoch 3, the last one).
     config.write_text(
         "model:\n"
         "  class_path: GaussFT\n"
@@ -108,7 +109,7 @@ def test_anomalib_train_with_yaml_config_reports_metrics_and_loss(demo_root: Pat
         "    lr: 0.0001\n"
         "    forgetting_detection:\n"
         "      class_path: anomalib_gaussft.forgetting.ForgettingDetection\n"
-        "      init_args: {augmentations: [cutpaste, mixup], min_holdout: 4}\n"
+        "      init_args: {augmentations: [cutpaste, mixup], min_holdout: 4, patience: 3}\n"
     )
     logs = tmp_path / "logs"
     args = [

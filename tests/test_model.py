@@ -247,7 +247,7 @@ def test_pretrained_epoch_leaves_weights_and_optimiser_untouched(epochs: dict[st
 def test_without_pretrained_epoch_the_first_epoch_fine_tunes(epochs: dict[str, dict]) -> None:
     run = epochs["fine_tuned"]
     changed = _changed(run["initial"], run["final"])
-    assert "conv_stem.weight" in changed
+    assert any(key.startswith("blocks.2.") for key in changed)  # the shallowest map layer and what follows train
     assert not any("running_" in key for key in changed)  # BatchNorm statistics stay fixed while fine-tuning
     assert len(run["optimizer"].state) > 0
 
