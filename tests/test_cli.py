@@ -128,14 +128,11 @@ def test_anomalib_train_with_yaml_config_reports_metrics_and_loss(demo_root: Pat
     assert "pixel_AUROC" in result.stdout
     with (logs / "gaussft" / "version_0" / "metrics.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    losses = [float(row["train_loss"]) for row in rows if row["train_loss"]]
-    # Epoch 0 scores the pretrained network (no optimiser step); epochs 1-3 fine-tune. Without the learning-rate
-    # warm-up Adam's first steps raised the first fine-tuning epoch's loss to 2.7x the pretrained one here (11.7 ->
-    # 32.1); with it the loss starts where the pretrained network left it (docs/studies/loss_and_fit_time.md).
-    assert len(losses) == 4
-    assert all(0 < loss < float("inf") for loss in losses), losses
-    assert losses[1] < 1.5 * losses[0], f"the first fine-tuning epoch's loss jumped: {losses}"
-    assert len(set(losses)) == 4, f"fine-tuning did not change the loss: {losses}"
+    losses = {int(row["epoch"]): float(row["train_loss"]) for row in rows if row["train_loss"]}
+    # Epoch 0 scores the pretrained network (no optimiser step, no loss computed); epochs 1-3 fine-tune.
+    assert sorted(losses) == [1, 2, 3]
+    assert all(0 < loss < float("inf") for loss in losses.values()), losses
+    assert len(set(losses.values())) == 3, f"fine-tuning did not change the loss: {losses}"
     tested = [row for row in rows if row["image_AUROC"]]
     assert 0 <= float(tested[-1]["image_AUROC"]) <= 1
     assert 0 <= float(tested[-1]["pixel_AUROC"]) <= 1
@@ -168,8 +165,8 @@ def test_bare_anomalib_train_ends_within_the_default_epoch_bound(demo_root: Path
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     with (logs / "gaussft" / "version_0" / "metrics.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    epochs = {int(row["epoch"]) for row in rows if row.get("train_loss")}
-    assert epochs == set(range(DEFAULT_MAX_EPOCHS)), sorted(epochs)
+    epochs = {int(row["epoch"]) for row in rows if row.get("train_loss")}  # epoch 0, the pretrained one, logs none
+    assert epochs == set(range(1, DEFAULT_MAX_EPOCHS)), sorted(epochs)
     assert "image_AUROC" in result.stdout  # and then it tested
 
 
@@ -190,7 +187,7 @@ def test_demo_reads_metrics_and_formats_the_table(tmp_path: Path) -> None:
     metrics = tmp_path / "metrics.csv"
     metrics.write_text(
         "epoch,image_AUROC,pixel_AUROC,step,train_loss,val_pseudo_AUROC\n"
-        "0,,,0,,0.8\n0,,,0,20.0,\n1,,,1,,0.9\n1,,,1,18.0,\n2,,,2,,0.85\n2,,,2,17.0,\n3,0.97,0.95,3,,\n"
+        "0,,,0,,0.8\n1,,,1,,0.9\n1,,,1,18.0,\n2,,,2,,0.85\n2,,,2,17.0,\n3,0.97,0.95,3,,\n"
     )
     parsed = _read_metrics(metrics)
     assert parsed == {"image_AUROC": 0.97, "pixel_AUROC": 0.95, "epochs": 3.0, "best_epoch": 1.0}

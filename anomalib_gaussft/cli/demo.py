@@ -155,8 +155,8 @@ def _read_metrics(path: Path) -> dict[str, float | None]:
             raise ValueError(msg)
         result[key] = values[-1]
     pseudo = [(float(row["val_pseudo_AUROC"]), int(row["epoch"])) for row in rows if row.get("val_pseudo_AUROC")]
-    losses = [int(row["epoch"]) for row in rows if row.get("train_loss")]
-    result["epochs"] = float(max(losses) + 1 if losses else 0)
+    trained = [int(row["epoch"]) for row in rows if row.get("train_loss") or row.get("val_pseudo_AUROC")]
+    result["epochs"] = float(max(trained) + 1 if trained else 0)
     result["best_epoch"] = float(max(pseudo, key=lambda item: (item[0], item[1]))[1]) if pseudo else None
     return result
 

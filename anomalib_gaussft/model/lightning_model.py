@@ -296,16 +296,16 @@ class GaussFT(FineTuningMixin, ExportMixin, CheckpointMixin, AnomalibModule):
     def training_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
         """Mahalanobis loss of the batch's normal images to the current Gaussians.
 
-        With fixed features nothing is trained; in the pretrained epoch the loss is only logged (no optimiser step).
-        Those steps return a zero loss instead of ``None`` (DDP needs every rank to reduce gradients in every step);
-        :meth:`optimizer_step` drops its gradients, so the weights and the optimiser state stay as they are.
+        With fixed features, and in the pretrained epoch, nothing is trained and nothing is computed: the pass that
+        fitted the Gaussians has already run these images through the same weights (the pretrained epoch logs no
+        ``train_loss``). Those steps return a zero loss instead of ``None`` (DDP needs every rank to reduce gradients in
+        every step); :meth:`optimizer_step` drops its gradients, so the weights and the optimiser state stay as they
+        are.
         """
         del args, kwargs
-        if not self.fine_tune:
+        if not self.fine_tune or (self.pretrained_epoch and self.current_epoch == 0):
             return self._zero_loss()
-        scoring_only = self.pretrained_epoch and self.current_epoch == 0
-        with torch.set_grad_enabled(not scoring_only):
-            loss = self.loss(self.model(batch.image), self.model.gaussians)
+        loss = self.loss(self.model(batch.image), self.model.gaussians)
         if not torch.isfinite(loss):
             msg = (
                 f"GaussFT's training loss became {loss.item()} at step {self.global_step}: lower `lr`, or train in "
@@ -313,7 +313,7 @@ class GaussFT(FineTuningMixin, ExportMixin, CheckpointMixin, AnomalibModule):
             )
             raise FloatingPointError(msg)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch.image.shape[0])
-        return self._zero_loss() if scoring_only else loss
+        return loss
 
     def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
         """Score a validation batch (thresholds and normalisation are fitted on these outputs)."""
