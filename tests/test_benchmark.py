@@ -365,6 +365,7 @@ def test_summarise_merges_seeds_into_mean_and_spread(tmp_path: Path, capsys: pyt
     assert "| image AUROC >= PaDiM | 0.870 | 0.810 | met (+0.060" in markdown  # targets on the means over seeds
     assert [r.seed for r in benchmark.read_csv(output / "results.csv")] == [0, 0, 0, 0, 1, 1, 1, 1]
     assert (output / "benchmark_auroc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (output / "benchmark_scores.png").exists()  # the CSVs keep no per-image score: no empty histograms
     with pytest.raises(FileNotFoundError, match=r"missing\.csv.*--summarise"):
         benchmark.main(["--summarise", str(tmp_path / "missing.csv"), "--output", str(output)])
 

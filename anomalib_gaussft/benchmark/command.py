@@ -5,7 +5,8 @@
 
 Outputs in ``--output``: ``results.csv`` (one row per model and category), ``results.md`` (the tables and the
 targets), ``benchmark_auroc.png`` (image and pixel AUROC per category) and ``benchmark_scores.png`` (raw image
-scores of normal vs anomalous test images per model and category, with the fitted threshold). What is measured is
+scores of normal vs anomalous test images per model and category, with the fitted threshold; not with
+``--summarise``, as ``results.csv`` keeps no per-image score). What is measured is
 described in :mod:`anomalib_gaussft.benchmark.runner`.
 
 Example:
@@ -249,10 +250,13 @@ def _write_report(results: list[BenchmarkResult], settings: str, output: Path, s
     markdown = format_markdown(results, settings)
     (output / "results.md").write_text(markdown)
     plot_auroc(results, output / "benchmark_auroc.png")
-    plot_scores(results, output / "benchmark_scores.png")
+    written = ["results.csv", "results.md", "benchmark_auroc.png"]
+    if any(result.normal_scores or result.anomalous_scores for result in results):  # not kept in results.csv
+        plot_scores(results, output / "benchmark_scores.png")
+        written.append("benchmark_scores.png")
     print(f"\nDone in {time.perf_counter() - start:.0f} s.\n")
     print(markdown)
-    print(f"Written to {output}: results.csv, results.md, benchmark_auroc.png, benchmark_scores.png")
+    print(f"Written to {output}: {', '.join(written)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
