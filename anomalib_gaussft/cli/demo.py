@@ -72,7 +72,7 @@ def train_category(
     *,
     backbone: str = "tf_efficientnet_lite0",
     image_size: int = 224,
-    epochs: int = 6,
+    epochs: int | None = None,
     lr: float = 1e-4,
     seed: int = 0,
 ) -> DemoResult:
@@ -84,7 +84,8 @@ def train_category(
         output: Output folder; anomalib writes under ``output/GaussFT/MVTecAD/<category>/``.
         backbone: timm backbone name (its weights must be available offline).
         image_size: Square input size.
-        epochs: Maximum fine-tuning epochs (forgetting detection may stop earlier).
+        epochs: Maximum epochs, the pretrained one included (forgetting detection may stop earlier); ``None``:
+            GaussFT's own bound, as a bare ``anomalib train`` gets it.
         lr: Learning rate.
         seed: Seed for anomalib's ``seed_everything``.
 
@@ -110,7 +111,7 @@ def train_category(
         "--data.num_workers", "0",
         "--data.val_split_mode", "synthetic",
         "--data.val_split_ratio", "0.2",
-        "--trainer.max_epochs", str(epochs),
+        *(["--trainer.max_epochs", str(epochs)] if epochs is not None else []),
         "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
         "--trainer.logger.save_dir", str(logs),
         "--trainer.logger.name", category,
@@ -202,7 +203,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", type=Path, default=Path("datasets/demo"), help="Where the demo dataset is written.")
     parser.add_argument("--output", type=Path, default=Path("demo_output"), help="Results, pictures and exports.")
     parser.add_argument("--categories", nargs="+", default=list(DEFAULT_CATEGORIES), help="Demo categories to run.")
-    parser.add_argument("--epochs", type=int, default=6, help="Maximum fine-tuning epochs per category.")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="Maximum epochs per category (default: GaussFT's own bound)."
+    )
     parser.add_argument("--image-size", type=int, default=224, help="Model input size.")
     parser.add_argument("--backbone", default="tf_efficientnet_lite0", help="timm backbone (offline weights needed).")
     parser.add_argument("--lr", type=float, default=1e-4, help="Fine-tuning learning rate.")
