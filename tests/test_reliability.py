@@ -240,9 +240,14 @@ def test_non_finite_training_loss_stops_with_a_clear_message(tmp_path: Path, mon
     root = _dataset(tmp_path)
     model = GaussFT(**TINY)
     _poison(model, monkeypatch, training_only=True)
-    with pytest.raises(FloatingPointError, match=r"training loss became (inf|nan) at step 0.*16-mixed"):
-        _engine(root).train(model, datamodule=_datamodule(root))
-    assert not _checkpoints(root)
+    # The pretrained epoch computes no loss: the first fine-tuning epoch (the second epoch) meets the overflow.
+    with pytest.raises(FloatingPointError, match=r"training loss became (inf|nan) at step \d+.*16-mixed"):
+        _engine(root, max_epochs=2).train(model, datamodule=_datamodule(root))
+    for path in _checkpoints(root):  # the pretrained epoch's, written before the overflow: a finite model
+        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+        weights = [value for key, value in state.items() if key.startswith("model.") and value.is_floating_point()]
+        assert weights, path
+        assert all(torch.isfinite(value).all() for value in weights), path
 
 
 # ---------------------------------------------------------------------------------------------------- settings
