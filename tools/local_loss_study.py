@@ -12,7 +12,9 @@ as for the paper's loss:
 * ``global``: the paper's loss (GaussFT as it is);
 * ``local``: the mean over positions of each local vector's distance to the nearest mixture component, the value
   the anomaly map shows before upsampling and smoothing;
-* ``both``: the sum of the two.
+* ``both``: the sum of the two;
+* ``positional``: the paper's loss plus the mean over positions of each local vector's distance to its position's own
+  Gaussian (the other half of the score map the image score reads).
 
 Each run goes through ``anomalib-gaussft benchmark``'s own runner (same data split, metrics, raw-score AUROCs and
 per-defect-type AUROCs) in this process, and writes its ``results.csv`` in the benchmark's format, so that
@@ -40,7 +42,7 @@ from anomalib_gaussft.model.lightning_model import GaussFT
 
 __all__ = ["OBJECTIVES", "LocalLossGaussFT", "main"]
 
-OBJECTIVES = ("global", "local", "both")
+OBJECTIVES = ("global", "local", "both", "positional")
 
 
 class LocalLossGaussFT(GaussFT):
@@ -52,6 +54,11 @@ class LocalLossGaussFT(GaussFT):
         >>> model.model.train()
         GaussFTModel(...)
         >>> bool(model.objective_loss(torch.rand(2, 3, 32, 32)) > 0)
+        True
+        >>> positional = LocalLossGaussFT("positional", backbone="resnet18", pretrained=False, image_size=(32, 32))
+        >>> positional.fit_gaussians([torch.rand(4, 3, 32, 32)])
+        >>> _ = positional.model.train()
+        >>> bool(torch.isfinite(positional.objective_loss(torch.rand(2, 3, 32, 32))))
         True
     """
 
@@ -66,8 +73,10 @@ class LocalLossGaussFT(GaussFT):
         """The study's loss of a batch of pre-processed normal images."""
         pooled, local = self.model.embed(images)
         loss = self.loss(pooled, self.model.gaussians) if self.objective != "local" else 0.0
-        if self.objective != "global":
+        if self.objective in {"local", "both"}:
             loss = loss + self.model.local_mixture.distance_map(local).mean()
+        if self.objective == "positional":
+            loss = loss + self.model.positional_gaussians.distance_map(local).mean()
         return loss
 
     def training_step(self, batch: Any, *args: Any, **kwargs: Any) -> Any:
