@@ -88,8 +88,9 @@ class GaussFT(FineTuningMixin, ExportMixin, CheckpointMixin, AnomalibModule):
         fallback_backbone: Used, with a warning, when no pretrained weights for ``backbone`` can be found
             (e.g. offline without the B4 weights). ``None`` turns missing weights into an error.
         fine_tune: Fine-tune the backbone with the Mahalanobis loss (Adam, a 12-step linear warm-up, BatchNorm
-            statistics fixed; the first epoch scores the pretrained network so that forgetting detection can restore
-            it). ``False`` gives the fixed-feature Gaussian AD of Rippel et al. 2020 (one epoch, no optimiser).
+            statistics fixed, the levels before the shallowest map layer frozen; the first epoch scores the pretrained
+            network so that forgetting detection can restore it). ``False`` gives the fixed-feature Gaussian AD of
+            Rippel et al. 2020 (one epoch, no optimiser).
         lr: Adam learning rate for fine-tuning.
         image_score: ``"geometric"`` (default: the geometric mean of the global score and the top-2 % mean of the
             score map) or ``"global"`` (the paper: the sum of per-level Mahalanobis distances of pooled features);
