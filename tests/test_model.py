@@ -431,6 +431,10 @@ def test_freezing_before_a_level_the_extractor_does_not_run_names_the_setting() 
     extractor = GaussFTModel("resnet18", layers=["layer2"], map_layers=["layer2"], pretrained=False).feature_extractor
     with pytest.raises(ValueError, match=r"'layer4' is not one this extractor returns \(setting `map_layers`\)"):
         extractor.freeze_before("layer4")
+    extractor.layers = [*extractor.layers, "layer9"]  # a level whose module is not where it is looked for
+    with pytest.raises(ValueError, match=r"'layer9' of 'resnet18' has no module 'model.layer9'"):
+        extractor.freeze_before("layer9")
+    assert all(parameter.requires_grad for parameter in extractor.parameters())  # nothing frozen on the way
 
 
 def test_a_non_square_input_size_fits_scores_and_maps_at_that_size(tiny_model_kwargs: dict) -> None:

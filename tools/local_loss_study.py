@@ -82,14 +82,14 @@ class LocalLossGaussFT(GaussFT):
     def training_step(self, batch: Any, *args: Any, **kwargs: Any) -> Any:
         """GaussFT's training step with :meth:`objective_loss` as the loss."""
         del args, kwargs
-        scoring_only = self.pretrained_epoch and self.current_epoch == 0
-        with torch.set_grad_enabled(not scoring_only):
-            loss = self.objective_loss(batch.image)
+        if self._scoring_only(self.current_epoch):  # as GaussFT: the pretrained epoch computes no loss
+            return self._zero_loss()
+        loss = self.objective_loss(batch.image)
         if not torch.isfinite(loss):
             msg = f"The {self.objective} loss became {loss.item()} at step {self.global_step}."
             raise FloatingPointError(msg)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch.image.shape[0])
-        return self._zero_loss() if scoring_only else loss
+        return loss
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runner.build_model = build
     args.output.mkdir(parents=True, exist_ok=True)
     for result in results:
-        result.model = f"GaussFT-{args.objective}" + (f"-lr{args.lr:g}" if args.lr != 1e-4 else "")
+        result.model = f"GaussFT-{args.objective}" + (f"-lr{args.lr:g}" if args.lr != parser.get_default("lr") else "")
     write_csv(results, args.output / "results.csv")
     for result in results:
         print(

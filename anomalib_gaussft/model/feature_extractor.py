@@ -211,15 +211,17 @@ class FeatureExtractor(nn.Module):
             target = {"stem": "conv_stem", "head": "conv_head"}.get(level, level)
         else:
             target = f"model.{level}"
-        modules = dict(self.named_modules())
-        frozen: list[str] = []
-        for name, module in modules.items():  # registration order: forward order for timm's CNNs
+        before: dict[str, nn.Parameter] = {}
+        for name, module in self.named_modules():  # registration order: forward order for timm's CNNs
             if name == target:
                 break
-            for parameter_name, parameter in module.named_parameters(recurse=False):
-                parameter.requires_grad_(False)
-                frozen.append(f"{name}.{parameter_name}")
-        return frozen
+            before.update({f"{name}.{key}": parameter for key, parameter in module.named_parameters(recurse=False)})
+        else:  # never freeze everything because the level's module has another name than expected
+            msg = f"Feature level {level!r} of {self.backbone!r} has no module {target!r} to freeze the levels before."
+            raise ValueError(msg)
+        for parameter in before.values():
+            parameter.requires_grad_(False)
+        return list(before)
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Feature maps of the requested levels for a batch of normalised images ``(N, 3, H, W)``."""

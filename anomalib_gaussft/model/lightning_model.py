@@ -304,7 +304,7 @@ class GaussFT(FineTuningMixin, ExportMixin, CheckpointMixin, AnomalibModule):
         are.
         """
         del args, kwargs
-        if not self.fine_tune or (self.pretrained_epoch and self.current_epoch == 0):
+        if self._scoring_only(self.current_epoch):
             return self._zero_loss()
         loss = self.loss(self.model(batch.image), self.model.gaussians)
         if not torch.isfinite(loss):
