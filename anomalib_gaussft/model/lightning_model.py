@@ -25,7 +25,7 @@ Example:
     Fine-tuning on MVTec AD from the command line (the plugin registers ``GaussFT`` with anomalib on install; the
     same through the API in ``anomalib_gaussft/model/README.md``)::
 
-        anomalib train --model GaussFT --data anomalib.data.MVTecAD --data.category bottle  # at most 5 epochs
+        anomalib train --model GaussFT --data anomalib.data.MVTecAD --data.category bottle  # at most 3 epochs
 """
 
 from __future__ import annotations
