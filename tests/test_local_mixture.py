@@ -15,7 +15,8 @@ import torch.nn.functional as F  # noqa: N812
 from anomalib_gaussft.model.anomaly_map import AnomalyMapGenerator
 from anomalib_gaussft.model.fitting import fit_training_set
 from anomalib_gaussft.model.gaussian import MultivariateGaussian, StreamingGaussianEstimator
-from anomalib_gaussft.model.local_mixture import LocalGaussianMixture, LocalVectorSample, kmeans
+from anomalib_gaussft.model.local_mixture import LocalGaussianMixture, kmeans
+from anomalib_gaussft.model.local_sample import LocalVectorSample
 from anomalib_gaussft.model.torch_model import GaussFTModel
 
 
@@ -100,14 +101,47 @@ def test_sample_keeps_every_vector_below_its_limit_and_thins_reproducibly_above(
         sample = LocalVectorSample(dim=3, max_vectors=100, seed=seed)
         for chunk in vectors.split(50):
             sample.update(chunk)
-        assert sample.n_seen == 1000
-        assert 30 <= sample.n_samples <= 100
+        assert (sample.n_seen, sample.n_samples) == (1000, 100)
         return sample.vectors
 
     torch.testing.assert_close(thinned(0), thinned(0))
     assert not torch.equal(thinned(0), thinned(1))
     with pytest.raises(ValueError, match=r"shape \(n, 3\)"):
         complete.update(torch.zeros(2, 4))
+    with pytest.raises(ValueError, match=r"one priority per local vector, \(2,\)"):
+        complete.update(torch.zeros(2, 3), torch.zeros(3))
+
+
+def test_sample_with_priorities_keeps_the_smallest_in_any_order_and_chunking() -> None:
+    """The kept set is the ``max_vectors`` vectors of the smallest priorities, however the vectors come in."""
+    generator = torch.Generator().manual_seed(6)
+    vectors, priorities = torch.randn(1000, 3, generator=generator), torch.rand(1000, generator=generator).double()
+    expected = vectors[priorities.argsort()[:100]]
+
+    def kept(order: torch.Tensor, chunk: int) -> torch.Tensor:
+        sample = LocalVectorSample(dim=3, max_vectors=100)
+        for indices in order.split(chunk):
+            sample.update(vectors[indices], priorities[indices])
+        assert sample.n_samples == 100
+        return sample.vectors[sample.priorities.argsort()]
+
+    torch.testing.assert_close(kept(torch.arange(1000), 50), expected, rtol=0, atol=0)
+    torch.testing.assert_close(kept(torch.randperm(1000, generator=generator), 7), expected, rtol=0, atol=0)
+
+
+def test_a_thinned_fit_depends_on_the_images_not_their_order_or_batches() -> None:
+    """The local sample keeps the same positions of the same images, however the images are shuffled and batched."""
+    images = torch.rand(12, 3, 32, 32, generator=torch.Generator().manual_seed(7))
+    reference, shuffled = _model(max_local_vectors=100), _model(max_local_vectors=100)
+    fit_training_set(reference, images.split(4))
+    fit_training_set(shuffled, images[torch.randperm(12, generator=torch.Generator().manual_seed(8))].split(5))
+    with torch.no_grad():
+        _, local = reference.embed(images[:1])
+    assert 12 * local.shape[2] * local.shape[3] > 100  # 192 local vectors (4 x 4 per image), thinned to 100
+    torch.testing.assert_close(shuffled.local_mixture.means, reference.local_mixture.means, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        shuffled.local_mixture.whitenings, reference.local_mixture.whitenings, rtol=1e-4, atol=1e-5
+    )
 
 
 def _model(**kwargs: object) -> GaussFTModel:
@@ -225,12 +259,17 @@ class _TwoRanks:
         return lambda tensor: gather(tensor).sum(dim=0)
 
 
-def test_two_ranks_fit_the_same_model_as_one_process() -> None:
-    """DDP splits the images (in another order) over ranks; the mixture and the Gaussians come out the same."""
+@pytest.mark.parametrize("max_local_vectors", [100_000, 100])
+def test_two_ranks_fit_the_same_model_as_one_process(max_local_vectors: int) -> None:
+    """DDP splits the images (in another order) over ranks; the mixture and the Gaussians come out the same.
+
+    Also when the local sample is thinned (100 of 256 vectors): it keeps the same positions of the same images.
+    """
     train = [torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(seed)) for seed in range(4)]
-    single = _model()
+    single = _model(max_local_vectors=max_local_vectors)
     fit_training_set(single, train)
-    ranks, collectives, errors = [_model(), _model()], _TwoRanks(), []
+    ranks = [_model(max_local_vectors=max_local_vectors), _model(max_local_vectors=max_local_vectors)]
+    collectives, errors = _TwoRanks(), []
 
     def run(rank: int) -> None:
         try:

@@ -99,7 +99,7 @@ def profile_fit(root: Path, category: str, epochs: int, **model_kwargs: Any) -> 
     import anomalib_gaussft.model.lightning_model as lightning_model
     from anomalib_gaussft import GaussFT
     from anomalib_gaussft.forgetting import ForgettingDetection
-    from anomalib_gaussft.model.local_mixture import LocalVectorSample
+    from anomalib_gaussft.model.local_sample import LocalVectorSample
 
     datamodule = MVTecAD(
         root=root, category=category, train_batch_size=16, eval_batch_size=16, num_workers=0,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from anomalib_gaussft.model.gaussian import StreamingGaussianEstimator
-from anomalib_gaussft.model.local_mixture import LocalVectorSample
+from anomalib_gaussft.model.local_sample import LocalVectorSample, position_priorities
 from anomalib_gaussft.model.positional_gaussians import PositionalGaussianEstimator
 
 __all__ = ["GaussianEstimators"]
@@ -51,8 +51,14 @@ class GaussianEstimators:
         """Number of images accumulated (counted by the first global level; the local sample counts positions)."""
         return self.levels[0].n_samples if self.levels else 0
 
-    def update(self, pooled: Sequence[torch.Tensor], local: torch.Tensor) -> None:
+    def update(self, pooled: Sequence[torch.Tensor], local: torch.Tensor, keys: Sequence[int] | None = None) -> None:
         """Add a batch: pooled features per global level ``[(N, p_l)]`` and the local feature map ``(N, p, h, w)``.
+
+        Args:
+            pooled: Pooled features per global level.
+            local: The local feature map.
+            keys: One key per image (:func:`~anomalib_gaussft.model.local_mixture.image_keys`), which picks the
+                positions the local sample keeps; ``None``: the sample's own seeded draws (order-dependent).
 
         Raises:
             ValueError: If the number of pooled levels differs from the number of estimators.
@@ -62,7 +68,8 @@ class GaussianEstimators:
             raise ValueError(msg)
         for estimator, features in zip(self.levels, pooled, strict=True):
             estimator.update(features)
-        self.local.update(local.permute(0, 2, 3, 1).reshape(-1, local.shape[1]))
+        priorities = None if keys is None else position_priorities(keys, local.shape[2] * local.shape[3])
+        self.local.update(local.permute(0, 2, 3, 1).reshape(-1, local.shape[1]), priorities)
         if self.positional is not None:
             self.positional.update(local)
 

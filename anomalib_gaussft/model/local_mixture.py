@@ -12,8 +12,8 @@ mixture's likelihood scored lower than the minimum distance).
 
 Three pieces, one per job:
 
-* :class:`LocalVectorSample` collects the training vectors, at most ``max_vectors`` of them (uniform thinning with a
-  seeded generator beyond that), and gathers them across DDP ranks.
+* :class:`~anomalib_gaussft.model.local_sample.LocalVectorSample` collects the training vectors (at most a fixed
+  number) and fits the components on them;
 * :func:`kmeans` clusters them (k-means++ seeding, Lloyd iterations) in a canonical order, so that the result does
   not depend on the order the vectors came in (e.g. how DDP split the images).
 * :class:`LocalGaussianMixture` holds the components in buffers and scores positions with one matrix product per
@@ -21,6 +21,7 @@ Three pieces, one per job:
 
 Example:
     >>> import torch
+    >>> from anomalib_gaussft.model.local_sample import LocalVectorSample
     >>> sample = LocalVectorSample(dim=2)
     >>> sample.update(torch.cat([torch.randn(200, 2) - 5, torch.randn(200, 2) + 5]))
     >>> mixture = LocalGaussianMixture(dim=2, components=2)
@@ -32,43 +33,20 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import ClassVar
 
 import torch
 from torch import nn
 
-from anomalib_gaussft.model.gaussian import GaussianFit, StreamingGaussianEstimator, mahalanobis_distance
+from anomalib_gaussft.model.gaussian import GaussianFit, mahalanobis_distance
 from anomalib_gaussft.model.precision import in_float32
 from anomalib_gaussft.model.triangular_storage import LowerTriangularStorage
 
-__all__ = ["COMPONENTS_PER_PRODUCT", "ROW_BLOCKS", "LocalGaussianMixture", "LocalVectorSample", "gather_rows", "kmeans"]
+__all__ = ["COMPONENTS_PER_PRODUCT", "ROW_BLOCKS", "LocalGaussianMixture", "canonical_order", "kmeans"]
 
 
-def gather_rows(rows: torch.Tensor, all_gather: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """Concatenate every process's ``rows`` (``(n_r, ...)``, ``n_r`` may differ), in rank order.
-
-    Args:
-        rows: This process's rows.
-        all_gather: Returns a tensor of the same shape from every process stacked along a new first dimension, such as
-            ``trainer.strategy.all_gather``.
-
-    Returns:
-        The rows of all processes, ``(sum_r n_r, ...)``.
-
-    Example:
-        >>> gather_rows(torch.ones(3, 2), lambda tensor: tensor.unsqueeze(0)).shape  # one process
-        torch.Size([3, 2])
-    """
-    count = torch.tensor([rows.shape[0]], device=rows.device)
-    counts = all_gather(count).reshape(-1).tolist()
-    padded = rows.new_zeros((max(counts), *rows.shape[1:]))
-    padded[: rows.shape[0]] = rows
-    gathered = all_gather(padded).reshape(len(counts), -1, *rows.shape[1:])
-    return torch.cat([gathered[rank, :n] for rank, n in enumerate(counts)])
-
-
-def _canonical_order(vectors: torch.Tensor) -> torch.Tensor:
+def canonical_order(vectors: torch.Tensor) -> torch.Tensor:
     """The vectors sorted by a fixed random projection: the same set in any order gives the same tensor."""
     generator = torch.Generator().manual_seed(0)
     direction = torch.randn(vectors.shape[1], generator=generator, dtype=torch.float64).to(vectors.device)
@@ -116,7 +94,7 @@ def kmeans(vectors: torch.Tensor, k: int, iterations: int = 30, seed: int = 0) -
     if not 1 <= k <= vectors.shape[0]:
         msg = f"k-means needs 1 <= k <= {vectors.shape[0]} (the number of vectors), got k={k}."
         raise ValueError(msg)
-    points = _canonical_order(vectors.float())
+    points = canonical_order(vectors.float())
     norms = (points * points).sum(1, keepdim=True)
     generator = torch.Generator().manual_seed(seed)
     first = int(torch.randint(points.shape[0], (1,), generator=generator))
@@ -140,121 +118,6 @@ def kmeans(vectors: torch.Tensor, k: int, iterations: int = 30, seed: int = 0) -
         centroids = torch.where(counts > 0, sums / counts.clamp_min(1), centroids)
     labels, _ = _nearest(vectors.float(), centroids)
     return centroids, labels
-
-
-class LocalVectorSample:
-    """The local feature vectors of the training images, at most ``max_vectors`` of them.
-
-    Beyond ``max_vectors`` the sample is thinned uniformly: every stored vector is kept with probability 1/2 and
-    every later one with the halved keeping probability (a seeded generator, so the same images in the same order
-    give the same sample). Below the limit every vector is kept, and the fit does not depend on their order.
-
-    Args:
-        dim: Feature dimension ``p``.
-        max_vectors: Most vectors kept (``100_000`` of 152 float32 dimensions take 61 MB).
-        seed: Seed of the thinning and of k-means.
-
-    Example:
-        >>> sample = LocalVectorSample(dim=3, max_vectors=100)
-        >>> for _ in range(5):
-        ...     sample.update(torch.randn(40, 3))
-        >>> sample.n_seen, sample.n_samples <= 100
-        (200, True)
-    """
-
-    def __init__(self, dim: int, max_vectors: int = 100_000, seed: int = 0) -> None:
-        if dim < 1 or max_vectors < 1:
-            msg = f"LocalVectorSample needs dim >= 1 and max_vectors >= 1, got dim={dim}, max_vectors={max_vectors}."
-            raise ValueError(msg)
-        self.dim = dim
-        self.max_vectors = max_vectors
-        self.seed = seed
-        self.keep_probability = 1.0
-        self.n_seen = 0
-        self._chunks: list[torch.Tensor] = []
-        self._generator = torch.Generator().manual_seed(seed)
-
-    @property
-    def n_samples(self) -> int:
-        """Number of vectors kept."""
-        return sum(chunk.shape[0] for chunk in self._chunks)
-
-    @property
-    def vectors(self) -> torch.Tensor:
-        """The kept vectors, ``(n, p)`` float32."""
-        if not self._chunks:
-            return torch.zeros(0, self.dim)
-        return torch.cat(self._chunks)
-
-    def _keep(self, vectors: torch.Tensor, probability: float) -> torch.Tensor:
-        mask = torch.rand(vectors.shape[0], generator=self._generator) < probability
-        return vectors[mask.to(vectors.device)]
-
-    def update(self, vectors: torch.Tensor) -> None:
-        """Add vectors ``(n, p)``.
-
-        Raises:
-            ValueError: If the shape does not match or a vector is not finite.
-        """
-        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            msg = f"Expected local vectors of shape (n, {self.dim}), got {tuple(vectors.shape)}."
-            raise ValueError(msg)
-        vectors = vectors.detach().float()
-        if not torch.isfinite(vectors).all():
-            msg = "Local features contain NaN or infinite values (fp16 overflow or a diverged run?)."
-            raise ValueError(msg)
-        self.n_seen += vectors.shape[0]
-        if self.keep_probability < 1:
-            vectors = self._keep(vectors, self.keep_probability)
-        self._chunks.append(vectors)
-        while self.n_samples > self.max_vectors:
-            self.keep_probability /= 2
-            self._chunks = [self._keep(self.vectors, 0.5)]
-
-    def all_gather(self, all_gather: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        """Replace the sample by the union of every process's samples (thinned with a fresh seeded generator).
-
-        Args:
-            all_gather: See :func:`gather_rows`.
-        """
-        vectors = gather_rows(self.vectors, all_gather)
-        self.n_seen = int(all_gather(torch.tensor([self.n_seen], device=vectors.device)).sum())
-        if vectors.shape[0] > self.max_vectors:  # the same on every rank: the same data and the same fresh seed
-            generator = torch.Generator().manual_seed(self.seed)
-            vectors = vectors[torch.randperm(vectors.shape[0], generator=generator)[: self.max_vectors].sort().values]
-        self._chunks = [vectors]
-
-    def fit(self, components: int, ridge: float = 1e-6) -> list[GaussianFit]:
-        """Cluster the sample into ``components`` with :func:`kmeans` and fit a Ledoit-Wolf Gaussian per cluster.
-
-        Args:
-            components: Number of mixture components ``k``. With fewer distinct vectors, or clusters that end
-                empty, the missing components repeat the first one (a repeated component changes no minimum).
-            ridge: See :meth:`StreamingGaussianEstimator.fit`.
-
-        Returns:
-            ``components`` fits (float64).
-
-        Raises:
-            ValueError: If no vector was collected.
-        """
-        vectors = self.vectors
-        if vectors.shape[0] == 0:
-            msg = "No local feature vectors were collected: the anomaly map's Gaussians cannot be fitted."
-            raise ValueError(msg)
-        if components == 1:
-            labels = torch.zeros(vectors.shape[0], dtype=torch.long, device=vectors.device)
-        else:
-            _, labels = kmeans(vectors, min(components, vectors.shape[0]), seed=self.seed)
-        fits = []
-        for cluster in range(components):
-            members = vectors[labels == cluster]
-            if members.shape[0] == 0:
-                continue
-            estimator = StreamingGaussianEstimator(self.dim, device=vectors.device)
-            estimator.update(_canonical_order(members))
-            fits.append(estimator.fit(ridge=ridge))
-        return fits + [fits[0]] * (components - len(fits))
 
 
 #: Mixture components scored by one matrix product.

@@ -53,7 +53,8 @@ from anomalib_gaussft.model.anomaly_map import (
 from anomalib_gaussft.model.estimators import GaussianEstimators
 from anomalib_gaussft.model.feature_extractor import FeatureExtractor, backbone_levels
 from anomalib_gaussft.model.gaussian import MultivariateGaussian, StreamingGaussianEstimator
-from anomalib_gaussft.model.local_mixture import LocalGaussianMixture, LocalVectorSample
+from anomalib_gaussft.model.local_mixture import LocalGaussianMixture
+from anomalib_gaussft.model.local_sample import LocalVectorSample, image_keys
 from anomalib_gaussft.model.positional_gaussians import PositionalGaussianEstimator, PositionalGaussians
 from anomalib_gaussft.weights import PretrainedWeightsNotFoundError
 
@@ -316,9 +317,13 @@ class GaussFTModel(nn.Module):
     def accumulate(
         self, images: torch.Tensor, estimators: GaussianEstimators
     ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
-        """Add a batch of normal, pre-processed images' features to the estimators; return them (:meth:`embed`)."""
+        """Add a batch of normal, pre-processed images' features to the estimators; return them (:meth:`embed`).
+
+        The local sample's positions are drawn per image from its bytes (:func:`image_keys`), so the fit does not
+        depend on the order or batching of the images.
+        """
         pooled, local = self.embed(images)
-        estimators.update(pooled, local)
+        estimators.update(pooled, local, keys=image_keys(images))
         return pooled, local
 
     def load_fits(self, estimators: GaussianEstimators) -> None:
