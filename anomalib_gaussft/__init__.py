@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from anomalib_gaussft.model.lightning_model import GaussFT
 
 __all__ = ["ForgettingDetection", "GaussFT"]
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 # The two public classes are imported on first access (PEP 562), so that light modules such as
 # `anomalib_gaussft.model.gaussian` or `anomalib_gaussft.data.demo_dataset` do not pull in anomalib and Lightning.

@@ -28,11 +28,11 @@ logger = logging.getLogger(__name__)
 __all__ = ["DEFAULT_MAX_EPOCHS", "WARMUP_STEPS", "FineTuningMixin", "freeze_below_map_layers", "warmup_factor"]
 
 #: Epochs of a fine-tuning fit whose trainer was given no limit: the pretrained epoch and two fine-tuning epochs;
-#: forgetting detection keeps the best of them by pseudo-AUROC. Replayed on the 57 pseudo-AUROC curves recorded at
-#: 0.3.0 and 0.4.0 (``tools/stop_rule_replay.py``), a bound of 3 instead of 5 changed the kept epoch on 6 curves
-#: (none of magnetic tiles) and no mean test AUROC (``docs/studies/fine_tuning.md``, "Epoch bound"), while a fit
-#: costs at most about 7 fixed-feature fits instead of 11. ``--trainer.max_epochs`` / ``Engine(max_epochs=...)``
-#: set another.
+#: forgetting detection keeps the best of them by pseudo-AUROC. Replayed on the 57 pseudo-AUROC curves recorded up to
+#: 0.4.0 (``tools/stop_rule_replay.py``), a bound of 3 instead of 5 changed the kept epoch on 9 curves (no full
+#: magnetic-tile run) and not the mean test AUROC of the 12 labelled ones; in the 0.5.0 benchmarks a fine-tuned fit
+#: cost at most 6.9 fixed-feature fits (10.8 at 0.4.0; ``docs/studies/fine_tuning.md``, "The 0.5.0 epoch bound").
+#: ``--trainer.max_epochs`` / ``Engine(max_epochs=...)`` set another.
 DEFAULT_MAX_EPOCHS = 3
 #: Fine-tuning steps over which the learning rate rises linearly to ``lr``. Adam's first steps move every parameter by
 #: about ``lr`` whatever its gradient, which raised the loss of the next batch 4-7x at lr 1e-4; 12 steps keep it within
